@@ -1,0 +1,647 @@
+/**
+ * IrcClient: the project's own IRC client, used by tests, benchmarks and the load tool. Speaks IRC
+ * over TCP or over WebSocket (IRCv3 binding, one line per text frame), negotiates IRCv3 caps, and
+ * offers promise helpers (`connect`, `request` with labeled-response, `waitFor`).
+ *
+ * Hot-path rules: no closure or timer per received or sent message (only `request`/`waitFor` create
+ * them); everything written in one tick goes out in one socket write.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { parseCapList } from './caps.js';
+import { LineSplitter, parseLine, serialize } from './message.js';
+import type { IrcMessage, LineError } from './message.js';
+import { N } from './numerics.js';
+
+export interface IrcClientOptions {
+  transport: 'tcp' | 'ws';
+  host: string;
+  port: number;
+  /** WebSocket path, default '/'. */
+  path?: string;
+  nick: string;
+  /** Default: the nick. */
+  user?: string;
+  /** Default: the nick. */
+  realname?: string;
+  /** Sent as PASS before NICK/USER. */
+  password?: string;
+  /** Caps to request when the server lists them; default `DEFAULT_CLIENT_CAPS`. */
+  caps?: string[];
+  /** Source IP address (load tests spread connections over several). */
+  localAddress?: string;
+  /** Keep every received message in `messages`; default true (the load tool turns it off). */
+  keepHistory?: boolean;
+  /** `connect()` rejects when registration has not completed by then; default 10000. */
+  connectTimeoutMs?: number;
+  /** Default timeout of `request()`; default 10000. */
+  requestTimeoutMs?: number;
+}
+
+export const DEFAULT_CLIENT_CAPS: readonly string[] = [
+  'message-tags',
+  'server-time',
+  'echo-message',
+  'batch',
+  'labeled-response',
+  'draft/chathistory',
+];
+
+export const WS_SUBPROTOCOL = 'text.ircv3.net';
+
+export interface WelcomeInfo {
+  /** The nick the server registered (001's first param). */
+  nick: string;
+  /** Source of 001. */
+  server: string;
+  caps: Set<string>;
+  isupport: Map<string, string>;
+  /** MOTD text lines (372), empty on ERR_NOMOTD. */
+  motd: string[];
+}
+
+/** Failures of the client's own promises: registration refused, timeouts, connection closed. */
+export class IrcClientError extends Error {
+  override readonly name = 'IrcClientError';
+  constructor(
+    message: string,
+    /** The server message that caused it (ERROR, 433, ...), when there is one. */
+    readonly reply?: IrcMessage,
+  ) {
+    super(message);
+  }
+}
+
+export interface IrcClientEvents {
+  /** Every parsed message from the server, with its raw line. */
+  message: [msg: IrcMessage, raw: string];
+  /** Once, when the connection is gone; the error that ended it, if any. */
+  close: [err: Error | undefined];
+  /**
+   * Socket errors and unparsable lines from the server. Only emitted when a listener is attached
+   * (unlike a bare EventEmitter, no listener does not crash the process); every error that ends
+   * the connection also reaches 'close' and rejects pending promises.
+   */
+  error: [err: Error];
+}
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  /** Default: a fresh per-client label. */
+  label?: string;
+}
+
+interface PendingRequest {
+  label: string;
+  resolve: (msgs: IrcMessage[]) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+  /** Reference of the batch that carries the response, once its start has arrived. */
+  batch: string | null;
+  /** The batch is the labeled-response wrapper (its BATCH lines are not part of the result). */
+  wrapper: boolean;
+  messages: IrcMessage[];
+}
+
+interface Waiter {
+  pred: (m: IrcMessage) => boolean;
+  resolve: (m: IrcMessage) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+// Lines from the server are parsed leniently: a test client should show what the server sent.
+const PARSE_LIMITS = { maxBodyBytes: 1 << 20, maxTagBytes: 1 << 20 };
+const MAX_SERVER_LINE = 2 << 20;
+
+/** Numerics that end registration with a failure. */
+const REGISTRATION_FAILURES = new Set<string>([
+  N.ERR_NONICKNAMEGIVEN,
+  N.ERR_ERRONEUSNICKNAME,
+  N.ERR_NICKNAMEINUSE,
+  N.ERR_NICKCOLLISION,
+  N.ERR_UNAVAILRESOURCE,
+  N.ERR_NEEDMOREPARAMS,
+  N.ERR_PASSWDMISMATCH,
+  N.ERR_YOUREBANNEDCREEP,
+]);
+
+export class IrcClient extends EventEmitter<IrcClientEvents> {
+  /** Everything received, in order, when `keepHistory` is on. */
+  readonly messages: IrcMessage[] = [];
+  /** Caps the server acknowledged (kept up to date by CAP ACK/DEL). */
+  readonly acceptedCaps = new Set<string>();
+  /** Caps the server listed in CAP LS / CAP NEW, with their values. */
+  readonly serverCaps = new Map<string, string>();
+  /** ISUPPORT (005) tokens; a token without value maps to ''. */
+  readonly isupport = new Map<string, string>();
+  /** Current nick (follows the server's 001 and our own NICK changes). */
+  nick: string;
+  serverName = '';
+  registered = false;
+  closed = false;
+
+  private readonly opts: IrcClientOptions;
+  private readonly keepHistory: boolean;
+  private readonly wantedCaps: readonly string[];
+  private socket: net.Socket | null = null;
+  private ws: WebSocket | null = null;
+  private open = false;
+  private outQueue: string[] = [];
+  private flushScheduled = false;
+  private readonly flushBound = (): void => this.flush();
+  private readonly onLineBound = (line: string): void => this.handleLine(line);
+  private readonly onLineErrorBound = (err: LineError): void => this.emitError(err);
+
+  private connectPromise: Promise<WelcomeInfo> | null = null;
+  private connectResolve: ((w: WelcomeInfo) => void) | null = null;
+  private connectReject: ((err: Error) => void) | null = null;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private capEndSent = false;
+  private lsBuffer = '';
+  private motd: string[] = [];
+  private lastError: Error | undefined;
+  private errorReply: IrcMessage | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
+
+  private labelSeq = 0;
+  private readonly pending = new Map<string, PendingRequest>();
+  /** Batch reference → the request it answers (labeled wrapper and batches nested in it). */
+  private readonly batches = new Map<string, PendingRequest>();
+  private readonly waiters: Waiter[] = [];
+
+  constructor(opts: IrcClientOptions) {
+    super();
+    this.opts = opts;
+    this.nick = opts.nick;
+    this.keepHistory = opts.keepHistory ?? true;
+    this.wantedCaps = opts.caps ?? DEFAULT_CLIENT_CAPS;
+  }
+
+  /** Connects and registers; resolves at the end of the MOTD (376 or 422). Idempotent. */
+  connect(): Promise<WelcomeInfo> {
+    if (this.connectPromise !== null) return this.connectPromise;
+    this.connectPromise = new Promise<WelcomeInfo>((resolve, reject) => {
+      this.connectResolve = resolve;
+      this.connectReject = reject;
+    });
+    if (this.closed) {
+      this.failConnect(new IrcClientError('client is closed'));
+      return this.connectPromise;
+    }
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    this.connectTimer = setTimeout(() => {
+      this.failConnect(new IrcClientError(`registration did not complete within ${timeoutMs} ms`));
+      this.destroy();
+    }, timeoutMs);
+    this.connectTimer.unref();
+
+    const { transport, host, port } = this.opts;
+    if (transport === 'tcp') {
+      const splitter = new LineSplitter({
+        maxLineBytes: MAX_SERVER_LINE,
+        onLine: this.onLineBound,
+        onError: this.onLineErrorBound,
+      });
+      const socket = net.connect({ host, port, ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}) });
+      socket.setNoDelay(true);
+      this.socket = socket;
+      socket.on('connect', () => this.onOpen());
+      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+      socket.on('error', (err) => this.onTransportError(err));
+      socket.on('close', () => this.onClosed());
+    } else {
+      const h = host.includes(':') ? `[${host}]` : host;
+      const ws = new WebSocket(`ws://${h}:${port}${this.opts.path ?? '/'}`, WS_SUBPROTOCOL, {
+        perMessageDeflate: false,
+        ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}),
+      });
+      this.ws = ws;
+      ws.on('open', () => {
+        const raw = rawSocketOf(ws);
+        raw?.setNoDelay(true);
+        this.onOpen();
+      });
+      ws.on('message', (data: WebSocket.RawData) => this.onFrame(data));
+      ws.on('error', (err) => this.onTransportError(err));
+      ws.on('close', () => this.onClosed());
+    }
+
+    const reg: string[] = ['CAP LS 302'];
+    if (this.opts.password !== undefined) reg.push(serialize(msgOf('PASS', [this.opts.password])));
+    reg.push(serialize(msgOf('NICK', [this.opts.nick])));
+    reg.push(serialize(msgOf('USER', [this.opts.user ?? this.opts.nick, '0', '*', this.opts.realname ?? this.opts.nick])));
+    for (const line of reg) this.sendRaw(line);
+    return this.connectPromise;
+  }
+
+  /** Sends a message (serialised) or a raw line (no CRLF). Lines written in one tick share one write. */
+  send(msg: IrcMessage | string): void {
+    this.sendRaw(typeof msg === 'string' ? msg : serialize(msg));
+  }
+
+  /** Queues a raw line without CRLF; it is not checked (tests use it to send broken input). */
+  sendRaw(line: string): void {
+    if (this.closed) return;
+    this.outQueue.push(line);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flushBound);
+    }
+  }
+
+  /**
+   * Sends `msg` with a `label` tag and resolves with the response: [the single labelled message],
+   * the messages inside the labelled BATCH (nested batches included with their BATCH lines; the
+   * labeled-response wrapper's own BATCH lines left out), or [] for ACK. Requires the
+   * labeled-response cap. Rejects on timeout or close.
+   */
+  request(msg: IrcMessage | string, opts?: RequestOptions): Promise<IrcMessage[]> {
+    if (this.closed) return Promise.reject(new IrcClientError('connection closed'));
+    if (!this.acceptedCaps.has('labeled-response')) {
+      return Promise.reject(new IrcClientError('labeled-response was not negotiated with the server'));
+    }
+    let m: IrcMessage;
+    try {
+      m = typeof msg === 'string' ? parseLine(msg, PARSE_LIMITS) : msg;
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const label = opts?.label ?? `L${(++this.labelSeq).toString(36)}`;
+    if (this.pending.has(label)) return Promise.reject(new IrcClientError(`label ${label} is already in use`));
+    const timeoutMs = opts?.timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+    let line: string;
+    try {
+      line = serialize({ tags: { ...m.tags, label }, source: m.source, command: m.command, params: m.params });
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return new Promise<IrcMessage[]>((resolve, reject) => {
+      const p: PendingRequest = { label, resolve, reject, timer: undefined, batch: null, wrapper: false, messages: [] };
+      p.timer = setTimeout(() => {
+        this.dropRequest(p);
+        reject(new IrcClientError(`no response to ${m.command} (label ${label}) within ${timeoutMs} ms`));
+      }, timeoutMs);
+      p.timer.unref();
+      this.pending.set(label, p);
+      this.sendRaw(line);
+    });
+  }
+
+  /** Resolves with the first message received from now on that satisfies `pred`. */
+  waitFor(pred: (m: IrcMessage) => boolean, timeoutMs = 5000): Promise<IrcMessage> {
+    if (this.closed) return Promise.reject(new IrcClientError('connection closed'));
+    return new Promise<IrcMessage>((resolve, reject) => {
+      const w: Waiter = { pred, resolve, reject, timer: undefined };
+      w.timer = setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i !== -1) this.waiters.splice(i, 1);
+        reject(new IrcClientError(`waitFor: no matching message within ${timeoutMs} ms`));
+      }, timeoutMs);
+      w.timer.unref();
+      this.waiters.push(w);
+    });
+  }
+
+  /** Sends QUIT, closes gracefully, resolves once closed (the socket is dropped after 2 s at most). */
+  close(quitMessage?: string): Promise<void> {
+    const closed = this.closed ? Promise.resolve() : new Promise<void>((res) => this.once('close', () => res()));
+    if (this.closed) return closed;
+    if (!this.open) {
+      this.destroy();
+      return closed;
+    }
+    this.outQueue.push(serialize(msgOf('QUIT', quitMessage === undefined ? [] : [quitMessage])));
+    this.flush();
+    if (this.socket !== null) this.socket.end();
+    else this.ws?.close(1000);
+    if (this.closeTimer === undefined) {
+      this.closeTimer = setTimeout(() => this.destroy(), 2000);
+      this.closeTimer.unref();
+    }
+    return closed;
+  }
+
+  /** Drops the connection at once. */
+  destroy(): void {
+    if (this.socket !== null) this.socket.destroy();
+    else if (this.ws !== null) this.ws.terminate();
+    else this.onClosed();
+  }
+
+  /** Bytes queued in the socket and not yet sent (back-pressure for the load tool). */
+  get bufferedAmount(): number {
+    if (this.socket !== null) return this.socket.writableLength;
+    if (this.ws !== null) return this.ws.bufferedAmount;
+    return 0;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (!this.open || this.outQueue.length === 0) return;
+    const q = this.outQueue;
+    this.outQueue = [];
+    if (this.socket !== null) {
+      this.socket.write(q.length === 1 ? q[0] + '\r\n' : q.join('\r\n') + '\r\n');
+      return;
+    }
+    const ws = this.ws;
+    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    // ws corks per frame; an outer cork turns the whole batch of frames into one writev.
+    const raw = q.length > 1 ? rawSocketOf(ws) : undefined;
+    raw?.cork();
+    for (const line of q) ws.send(line);
+    raw?.uncork();
+  }
+
+  private onOpen(): void {
+    this.open = true;
+    this.flush();
+  }
+
+  private onFrame(data: WebSocket.RawData): void {
+    let text = Buffer.isBuffer(data)
+      ? data.toString('utf8')
+      : Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data).toString('utf8');
+    // The binding forbids CRLF in frames; tolerate a trailing one from lax servers.
+    if (text.endsWith('\n')) text = text.slice(0, text.endsWith('\r\n') ? -2 : -1);
+    if (text !== '') this.handleLine(text);
+  }
+
+  private handleLine(raw: string): void {
+    let msg: IrcMessage;
+    try {
+      msg = parseLine(raw, PARSE_LIMITS);
+    } catch (err) {
+      this.emitError(err as Error);
+      return;
+    }
+    if (this.keepHistory) this.messages.push(msg);
+    switch (msg.command) {
+      case 'PING':
+        this.sendRaw(serialize(msgOf('PONG', msg.params)));
+        break;
+      case 'CAP':
+        this.handleCap(msg);
+        break;
+      case 'NICK':
+        if (msg.source !== undefined && nickOf(msg.source) === this.nick && msg.params[0] !== undefined) this.nick = msg.params[0];
+        break;
+      case 'ERROR':
+        this.errorReply = msg;
+        if (!this.registered) this.failConnect(new IrcClientError(`server closed the link: ${msg.params[0] ?? ''}`, msg));
+        break;
+      default:
+        if (!this.registered) this.handleRegistration(msg);
+    }
+    if (this.pending.size !== 0) this.routeResponse(msg);
+    if (this.waiters.length !== 0) this.checkWaiters(msg);
+    this.emit('message', msg, raw);
+  }
+
+  private handleRegistration(msg: IrcMessage): void {
+    switch (msg.command) {
+      case N.RPL_WELCOME:
+        this.nick = msg.params[0] ?? this.nick;
+        this.serverName = msg.source ?? '';
+        break;
+      case N.RPL_ISUPPORT:
+        this.parseIsupport(msg.params);
+        break;
+      case N.RPL_MOTD:
+        this.motd.push(msg.params[1] ?? '');
+        break;
+      case N.RPL_ENDOFMOTD:
+      case N.ERR_NOMOTD: {
+        this.registered = true;
+        const resolve = this.connectResolve;
+        this.clearConnect();
+        resolve?.({
+          nick: this.nick,
+          server: this.serverName,
+          caps: this.acceptedCaps,
+          isupport: this.isupport,
+          motd: this.motd,
+        });
+        break;
+      }
+      default:
+        if (REGISTRATION_FAILURES.has(msg.command)) {
+          const text = msg.params[msg.params.length - 1] ?? '';
+          this.failConnect(new IrcClientError(`registration refused: ${msg.command} ${text}`, msg));
+          this.destroy();
+        }
+    }
+  }
+
+  private handleCap(msg: IrcMessage): void {
+    const sub = msg.params[1]?.toUpperCase();
+    const more = msg.params.length >= 4 && msg.params[2] === '*';
+    const list = msg.params[msg.params.length - 1] ?? '';
+    switch (sub) {
+      case 'LS': {
+        if (this.capEndSent) break;
+        this.lsBuffer = this.lsBuffer === '' ? list : this.lsBuffer + ' ' + list;
+        if (more) break;
+        for (const [name, value] of parseCapList(this.lsBuffer)) this.serverCaps.set(name, value);
+        this.lsBuffer = '';
+        const wanted = this.wantedCaps.filter((c) => this.serverCaps.has(c));
+        if (wanted.length === 0) this.endCap();
+        else this.sendRaw(`CAP REQ :${wanted.join(' ')}`);
+        break;
+      }
+      case 'ACK':
+        for (const name of parseCapList(list).keys()) {
+          if (name.startsWith('-')) this.acceptedCaps.delete(name.slice(1));
+          else this.acceptedCaps.add(name);
+        }
+        if (!more) this.endCap();
+        break;
+      case 'NAK':
+        if (!more) this.endCap();
+        break;
+      case 'NEW': {
+        const added = parseCapList(list);
+        for (const [name, value] of added) this.serverCaps.set(name, value);
+        const wanted = this.wantedCaps.filter((c) => added.has(c) && !this.acceptedCaps.has(c));
+        if (wanted.length !== 0) this.sendRaw(`CAP REQ :${wanted.join(' ')}`);
+        break;
+      }
+      case 'DEL':
+        for (const name of parseCapList(list).keys()) {
+          this.serverCaps.delete(name);
+          this.acceptedCaps.delete(name);
+        }
+        break;
+    }
+  }
+
+  private endCap(): void {
+    if (this.capEndSent) return;
+    this.capEndSent = true;
+    this.sendRaw('CAP END');
+  }
+
+  private parseIsupport(params: string[]): void {
+    // params: <nick> token... :are supported by this server
+    for (let i = 1; i < params.length - 1; i++) {
+      const token = params[i] as string;
+      if (token.startsWith('-')) {
+        this.isupport.delete(token.slice(1));
+        continue;
+      }
+      const eq = token.indexOf('=');
+      if (eq === -1) this.isupport.set(token, '');
+      else this.isupport.set(token.slice(0, eq), unescapeIsupport(token.slice(eq + 1)));
+    }
+  }
+
+  private routeResponse(msg: IrcMessage): void {
+    const tags = msg.tags;
+    if (msg.command === 'BATCH') {
+      const ref = msg.params[0] ?? '';
+      const name = ref.slice(1);
+      if (ref.startsWith('-')) {
+        const p = this.batches.get(name);
+        if (p === undefined) return;
+        this.batches.delete(name);
+        if (p.batch === name) {
+          if (!p.wrapper) p.messages.push(msg);
+          this.finishRequest(p, p.messages);
+        } else {
+          p.messages.push(msg);
+        }
+        return;
+      }
+      if (ref.startsWith('+')) {
+        const label = tags['label'];
+        const labelled = label === undefined ? undefined : this.pending.get(label);
+        if (labelled !== undefined && labelled.batch === null) {
+          labelled.batch = name;
+          labelled.wrapper = msg.params[1] === 'labeled-response';
+          if (!labelled.wrapper) labelled.messages.push(msg);
+          this.batches.set(name, labelled);
+          return;
+        }
+        const outer = tags['batch'];
+        const p = outer === undefined ? undefined : this.batches.get(outer);
+        if (p !== undefined) {
+          this.batches.set(name, p);
+          p.messages.push(msg);
+        }
+        return;
+      }
+    }
+    const label = tags['label'];
+    if (label !== undefined) {
+      const p = this.pending.get(label);
+      if (p !== undefined && p.batch === null) {
+        this.finishRequest(p, msg.command === 'ACK' ? [] : [msg]);
+        return;
+      }
+    }
+    const ref = tags['batch'];
+    if (ref !== undefined) this.batches.get(ref)?.messages.push(msg);
+  }
+
+  private finishRequest(p: PendingRequest, result: IrcMessage[]): void {
+    this.dropRequest(p);
+    p.resolve(result);
+  }
+
+  private dropRequest(p: PendingRequest): void {
+    clearTimeout(p.timer);
+    this.pending.delete(p.label);
+    if (p.batch !== null) {
+      for (const [ref, q] of this.batches) if (q === p) this.batches.delete(ref);
+    }
+  }
+
+  private checkWaiters(msg: IrcMessage): void {
+    const waiters = this.waiters;
+    for (let i = 0; i < waiters.length; ) {
+      const w = waiters[i] as Waiter;
+      let hit: boolean;
+      try {
+        hit = w.pred(msg);
+      } catch (err) {
+        waiters.splice(i, 1);
+        clearTimeout(w.timer);
+        w.reject(err instanceof Error ? err : new Error(String(err)));
+        continue;
+      }
+      if (hit) {
+        waiters.splice(i, 1);
+        clearTimeout(w.timer);
+        w.resolve(msg);
+      } else {
+        i++;
+      }
+    }
+  }
+
+  private onTransportError(err: Error): void {
+    this.lastError ??= err;
+    this.emitError(err);
+  }
+
+  private emitError(err: Error): void {
+    if (this.listenerCount('error') !== 0) this.emit('error', err);
+  }
+
+  private failConnect(err: Error): void {
+    const reject = this.connectReject;
+    this.clearConnect();
+    reject?.(err);
+  }
+
+  private clearConnect(): void {
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    this.connectResolve = null;
+    this.connectReject = null;
+  }
+
+  private onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.open = false;
+    this.outQueue = [];
+    clearTimeout(this.closeTimer);
+    const why = this.errorReply !== undefined ? `: ${this.errorReply.params[0] ?? 'ERROR'}` : this.lastError !== undefined ? `: ${this.lastError.message}` : '';
+    if (this.connectReject !== null) {
+      this.failConnect(new IrcClientError(`connection closed before registration completed${why}`, this.errorReply));
+    }
+    for (const p of [...this.pending.values()]) {
+      this.dropRequest(p);
+      p.reject(new IrcClientError(`connection closed before the response to label ${p.label}${why}`));
+    }
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new IrcClientError(`connection closed while waiting for a message${why}`));
+    }
+    this.emit('close', this.lastError);
+  }
+}
+
+function msgOf(command: string, params: string[]): IrcMessage {
+  return { tags: {}, source: undefined, command, params };
+}
+
+function nickOf(source: string): string {
+  const bang = source.indexOf('!');
+  return bang === -1 ? source : source.slice(0, bang);
+}
+
+function unescapeIsupport(v: string): string {
+  return v.indexOf('\\x') === -1 ? v : v.replace(/\\x([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** ws keeps its net.Socket private; used only to cork and set TCP_NODELAY. */
+function rawSocketOf(ws: WebSocket): net.Socket | undefined {
+  const s = (ws as unknown as { _socket?: unknown })._socket;
+  return s instanceof net.Socket ? s : undefined;
+}

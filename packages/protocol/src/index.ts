@@ -1,0 +1,6 @@
+export * from './message.js';
+export * from './numerics.js';
+export * from './msgid.js';
+export * from './time.js';
+export * from './caps.js';
+export * from './client.js';

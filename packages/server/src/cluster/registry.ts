@@ -1,0 +1,181 @@
+import { Etcd3, type Lease, type Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import { type ClusterConfig, defaultClusterConfig, parseClusterConfig } from '../config.js';
+
+/** What an instance publishes about itself under `<prefix>/instances/<id>`. */
+export interface InstanceRecord {
+  id: string;
+  serverName: string;
+  host: string;
+  tcpPort: number;
+  wsPort: number;
+  pid: number;
+  startedAt: number;
+  connections: number;
+  state: 'ready' | 'draining';
+}
+
+export interface RegistryEvents {
+  /** the cluster configuration changed (already validated) */
+  config(cfg: ClusterConfig): void;
+  /** an instance's registration disappeared: it stopped or its lease expired */
+  instanceGone(id: string): void;
+}
+
+export class EtcdUnavailableError extends Error {}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new EtcdUnavailableError(what)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The instance's view of etcd: its own registration under a lease (re-granted when lost), the
+ * live cluster configuration, and departures of other instances. While etcd is unreachable the
+ * instance keeps its last configuration; the etcd3 client reconnects by itself.
+ */
+export class EtcdRegistry {
+  readonly client: Etcd3;
+  private lease: Lease | null = null;
+  private record: InstanceRecord | null = null;
+  private watchers: Watcher[] = [];
+  private closed = false;
+  private regrantTimer: NodeJS.Timeout | null = null;
+  config: ClusterConfig = defaultClusterConfig();
+
+  constructor(
+    endpoints: string[],
+    readonly prefix: string,
+    private readonly leaseSeconds: number,
+    private readonly events: RegistryEvents,
+    private readonly log: Logger,
+  ) {
+    this.client = new Etcd3({ hosts: endpoints, dialTimeout: 2000 });
+  }
+
+  get configKey(): string {
+    return `${this.prefix}/config`;
+  }
+
+  get instancesPrefix(): string {
+    return `${this.prefix}/instances/`;
+  }
+
+  /** Reads the configuration; throws EtcdUnavailableError when etcd does not answer in time. */
+  async loadConfig(timeoutMs: number): Promise<ClusterConfig> {
+    const text = await withTimeout(this.client.get(this.configKey).string(), timeoutMs, 'etcd did not answer');
+    this.config = this.parseOrKeep(text, 'start');
+    return this.config;
+  }
+
+  private parseOrKeep(text: string | null, when: string): ClusterConfig {
+    if (text === null) return defaultClusterConfig();
+    const r = parseClusterConfig(text);
+    if (r.ok) return r.config;
+    this.log.error({ key: this.configKey, error: r.error, when }, 'invalid cluster configuration in etcd; keeping the previous one');
+    return this.config;
+  }
+
+  async watch(): Promise<void> {
+    const cfg = await this.client.watch().key(this.configKey).create();
+    const reread = () => {
+      this.client.get(this.configKey).string().then(
+        (text) => this.applyConfig(text),
+        (err: Error) => this.log.warn({ err: err.message }, 'config re-read failed'),
+      );
+    };
+    cfg.on('put', (kv) => this.applyConfig(kv.value.toString()));
+    cfg.on('delete', () => this.applyConfig(null));
+    // After a reconnect the watch resumes from its last revision, but re-reading is cheap and
+    // closes any window.
+    cfg.on('connected', reread);
+    cfg.on('error', (err: Error) => this.log.warn({ err: err.message }, 'config watch error'));
+    const inst = await this.client.watch().prefix(this.instancesPrefix).create();
+    inst.on('delete', (kv) => {
+      const id = kv.key.toString().slice(this.instancesPrefix.length);
+      if (id !== this.record?.id) this.events.instanceGone(id);
+    });
+    inst.on('error', (err: Error) => this.log.warn({ err: err.message }, 'instance watch error'));
+    this.watchers.push(cfg, inst);
+  }
+
+  private applyConfig(text: string | null): void {
+    const next = this.parseOrKeep(text, 'watch');
+    if (JSON.stringify(next) === JSON.stringify(this.config)) return;
+    this.config = next;
+    this.log.info('cluster configuration changed');
+    this.events.config(next);
+  }
+
+  async register(rec: InstanceRecord): Promise<void> {
+    this.record = rec;
+    await this.grant();
+  }
+
+  private async grant(): Promise<void> {
+    if (this.closed || !this.record) return;
+    const lease = this.client.lease(this.leaseSeconds, { autoKeepAlive: true });
+    lease.on('lost', (err: Error) => {
+      if (this.closed || this.lease !== lease) return;
+      this.log.warn({ err: err.message }, 'registry lease lost; registering again');
+      this.lease = null;
+      this.scheduleRegrant();
+    });
+    this.lease = lease;
+    await lease.put(this.instanceKey(this.record.id)).value(JSON.stringify(this.record));
+  }
+
+  private scheduleRegrant(): void {
+    if (this.regrantTimer || this.closed) return;
+    this.regrantTimer = setTimeout(() => {
+      this.regrantTimer = null;
+      this.grant().catch((err: Error) => {
+        this.log.warn({ err: err.message }, 'registering again failed; will retry');
+        this.lease = null;
+        this.scheduleRegrant();
+      });
+    }, 1000);
+    this.regrantTimer.unref();
+  }
+
+  private instanceKey(id: string): string {
+    return this.instancesPrefix + id;
+  }
+
+  /** Updates the published record (connection count, state); errors are logged, not thrown. */
+  update(patch: Partial<InstanceRecord>): void {
+    if (!this.record) return;
+    this.record = { ...this.record, ...patch };
+    const lease = this.lease;
+    if (!lease) return;
+    lease.put(this.instanceKey(this.record.id)).value(JSON.stringify(this.record)).catch((err: Error) => {
+      this.log.debug({ err: err.message }, 'registry update failed');
+    });
+  }
+
+  async liveInstances(): Promise<InstanceRecord[]> {
+    const all = await this.client.getAll().prefix(this.instancesPrefix).strings();
+    const out: InstanceRecord[] = [];
+    for (const v of Object.values(all)) {
+      try {
+        out.push(JSON.parse(v) as InstanceRecord);
+      } catch {
+        this.log.warn('unreadable instance record in etcd');
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.regrantTimer) clearTimeout(this.regrantTimer);
+    await Promise.allSettled(this.watchers.map((w) => w.cancel()));
+    if (this.lease) await withTimeout(this.lease.revoke(), 2000, 'lease revoke').catch(() => undefined);
+    this.client.close();
+  }
+}

@@ -1,0 +1,21 @@
+/** Capabilities a session negotiated, as bits so the hot path tests them cheaply. */
+export const Cap = {
+  MessageTags: 1,
+  ServerTime: 2,
+  EchoMessage: 4,
+  Batch: 8,
+  LabeledResponse: 16,
+  ChatHistory: 32,
+} as const;
+
+export const CAP_BITS: ReadonlyMap<string, number> = new Map([
+  ['message-tags', Cap.MessageTags],
+  ['server-time', Cap.ServerTime],
+  ['echo-message', Cap.EchoMessage],
+  ['batch', Cap.Batch],
+  ['labeled-response', Cap.LabeledResponse],
+  ['draft/chathistory', Cap.ChatHistory],
+]);
+
+/** `CAP LS` answer; labeled-response and chathistory only make sense with batch, like other servers. */
+export const CAP_LS = [...CAP_BITS.keys()].join(' ');

@@ -1,0 +1,96 @@
+import type pg from 'pg';
+
+/** One schema step. Versions are applied in ascending order and never edited once released. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The shard schema.
+ *
+ * - `rooms` holds each room's counter. `last_seq` is also the room's message count (seqs are
+ *   gap-free from 1 and messages are never deleted), and `last_ts` keeps time non-decreasing per
+ *   room when instance clocks or commit order disagree.
+ * - `messages(room, seq)` is the history; `(room, ts, seq)` serves time selectors and `targets`
+ *   without a sort (ts is non-decreasing in seq within a room, so both orders agree).
+ * - `dm_members(nick, room)` lists the participants of each `dm:a,b` room; the append statement
+ *   fills it in the transaction that creates the room, so `targets(…, dmNick)` is an index lookup.
+ */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'rooms, messages, dm_members',
+    sql: `
+      create table rooms (
+        room       text primary key,
+        last_seq   bigint not null,
+        last_ts    timestamptz not null,
+        created_at timestamptz not null default now()
+      );
+      create table messages (
+        room    text not null,
+        seq     bigint not null,
+        ts      timestamptz not null,
+        source  text not null,
+        command text not null,
+        target  text not null,
+        body    text not null,
+        tags    jsonb null,
+        primary key (room, seq)
+      );
+      create index messages_room_ts on messages (room, ts, seq);
+      create table dm_members (
+        nick text not null,
+        room text not null,
+        primary key (nick, room)
+      );
+    `,
+  },
+];
+
+/** Arbitrary constant: the advisory lock every instance takes while migrating a shard. */
+const MIGRATION_LOCK_KEY = 0x7061726c; // "parl"
+
+/**
+ * Applies the migrations that `schema_migrations` does not list yet, all in one transaction held
+ * under a transaction-scoped advisory lock, so instances that start together on the same shard
+ * take turns and the later ones find nothing to do. Returns the versions applied by this call.
+ */
+export async function migrate(pool: pg.Pool, list: readonly Migration[] = migrations): Promise<number[]> {
+  const client = await pool.connect();
+  let released = false;
+  try {
+    await client.query('begin');
+    await client.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`
+      create table if not exists schema_migrations (
+        version    integer primary key,
+        name       text not null,
+        applied_at timestamptz not null default now()
+      )`);
+    const done = await client.query<{ version: number }>('select version from schema_migrations');
+    const have = new Set(done.rows.map((r) => r.version));
+    const applied: number[] = [];
+    for (const m of [...list].sort((a, b) => a.version - b.version)) {
+      if (have.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query('insert into schema_migrations (version, name) values ($1, $2)', [m.version, m.name]);
+      applied.push(m.version);
+    }
+    await client.query('commit');
+    return applied;
+  } catch (err) {
+    // A failed rollback means the connection is broken: drop it from the pool rather than reuse it.
+    try {
+      await client.query('rollback');
+    } catch {
+      client.release(true);
+      released = true;
+    }
+    throw new Error(`schema migration failed: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (!released) client.release();
+  }
+}

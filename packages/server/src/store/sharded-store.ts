@@ -1,0 +1,203 @@
+import type { ShardDirectory, ShardInfo } from './directory.js';
+import { PgShard } from './pg-shard.js';
+import type { BatchListener, StoreLogger } from './pg-shard.js';
+import type {
+  AppendResult,
+  MessageStore,
+  NewMessage,
+  RoomCount,
+  Selector,
+  StoredMessage,
+  TargetActivity,
+} from './store.js';
+
+export interface ShardedStoreOptions {
+  directory: ShardDirectory;
+  /** called with the number of rows and the round-trip time of every committed batch */
+  onBatch?: BatchListener;
+  logger?: StoreLogger;
+  /**
+   * Whether `start`/`close` also start and close the directory (default true; both are
+   * idempotent, so a directory shared with other components is still safe to start here).
+   */
+  ownsDirectory?: boolean;
+  /** most rows per batch statement (default 1000) */
+  maxBatch?: number;
+}
+
+/** Appends that arrived while their room's shard was still being resolved, in call order. */
+interface Waiting {
+  msg: NewMessage;
+  resolve: (r: AppendResult) => void;
+  reject: (e: Error) => void;
+}
+
+/** A MessageStore over PostgreSQL shards, a room's shard given by the directory. */
+export class ShardedStore implements MessageStore {
+  private readonly directory: ShardDirectory;
+  private readonly onBatch: BatchListener | undefined;
+  private readonly logger: StoreLogger | undefined;
+  private readonly ownsDirectory: boolean;
+  private readonly maxBatch: number | undefined;
+  private readonly byId = new Map<number, PgShard>();
+  /** room -> its shard, or the appends waiting for the room's first resolution */
+  private readonly routes = new Map<string, PgShard | Waiting[]>();
+  /** first resolutions of rooms still in progress; close() lets them hand over their appends */
+  private readonly resolving = new Set<Promise<void>>();
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private shardsClosed = false;
+
+  constructor(opts: ShardedStoreOptions) {
+    this.directory = opts.directory;
+    this.onBatch = opts.onBatch;
+    this.logger = opts.logger;
+    this.ownsDirectory = opts.ownsDirectory ?? true;
+    this.maxBatch = opts.maxBatch;
+  }
+
+  /** Starts the directory and migrates every shard it knows now; later shards migrate on first use. */
+  start(): Promise<void> {
+    if (!this.starting) {
+      this.starting = (async () => {
+        if (this.ownsDirectory) await this.directory.start();
+        await Promise.all(this.directory.shards().map((info) => this.shard(info).start()));
+      })().catch((err: unknown) => {
+        this.starting = null;
+        throw err;
+      });
+    }
+    return this.starting;
+  }
+
+  private shard(info: ShardInfo): PgShard {
+    let s = this.byId.get(info.id);
+    if (!s) {
+      if (this.shardsClosed) throw new Error('store is closed');
+      s = new PgShard({
+        info,
+        ...(this.onBatch ? { onBatch: this.onBatch } : {}),
+        ...(this.logger ? { logger: this.logger } : {}),
+        ...(this.maxBatch !== undefined ? { maxBatch: this.maxBatch } : {}),
+      });
+      this.byId.set(info.id, s);
+    }
+    return s;
+  }
+
+  append(msg: NewMessage): Promise<AppendResult> {
+    if (this.closing) return Promise.reject(new Error('store is closed'));
+    const route = this.routes.get(msg.room);
+    if (route instanceof PgShard) return route.append(msg);
+    return new Promise<AppendResult>((resolve, reject) => {
+      if (route) {
+        route.push({ msg, resolve, reject });
+        return;
+      }
+      const waiting: Waiting[] = [{ msg, resolve, reject }];
+      this.routes.set(msg.room, waiting);
+      const done = this.directory.resolve(msg.room).then(
+        (info) => {
+          // Hand the waiting appends over in call order, in the same tick that switches the
+          // route, so no later append can overtake them.
+          let shard: PgShard;
+          try {
+            shard = this.shard(info);
+          } catch (err) {
+            this.routes.delete(msg.room);
+            for (const w of waiting) w.reject(err as Error);
+            return;
+          }
+          this.routes.set(msg.room, shard);
+          for (const w of waiting) shard.append(w.msg).then(w.resolve, w.reject);
+        },
+        (err: unknown) => {
+          this.routes.delete(msg.room);
+          const e = err instanceof Error ? err : new Error(String(err));
+          for (const w of waiting) w.reject(e);
+        },
+      );
+      this.resolving.add(done);
+      void done.finally(() => this.resolving.delete(done));
+    });
+  }
+
+  private async shardOf(room: string): Promise<PgShard> {
+    const route = this.routes.get(room);
+    if (route instanceof PgShard) return route;
+    return this.shard(await this.directory.resolve(room));
+  }
+
+  async latest(room: string, after: Selector | null, limit: number): Promise<StoredMessage[]> {
+    return (await this.shardOf(room)).latest(room, after, limit);
+  }
+
+  async before(room: string, sel: Selector, limit: number): Promise<StoredMessage[]> {
+    return (await this.shardOf(room)).before(room, sel, limit);
+  }
+
+  async after(room: string, sel: Selector, limit: number): Promise<StoredMessage[]> {
+    return (await this.shardOf(room)).after(room, sel, limit);
+  }
+
+  async around(room: string, sel: Selector, limit: number): Promise<StoredMessage[]> {
+    return (await this.shardOf(room)).around(room, sel, limit);
+  }
+
+  async between(room: string, from: Selector, to: Selector, limit: number): Promise<StoredMessage[]> {
+    return (await this.shardOf(room)).between(room, from, to, limit);
+  }
+
+  /** Groups rooms by shard. */
+  private async group(rooms: string[]): Promise<Map<PgShard, string[]>> {
+    const shards = await Promise.all(rooms.map((r) => this.shardOf(r)));
+    const groups = new Map<PgShard, string[]>();
+    shards.forEach((s, i) => {
+      const list = groups.get(s);
+      if (list) list.push(rooms[i]!);
+      else groups.set(s, [rooms[i]!]);
+    });
+    return groups;
+  }
+
+  async targets(rooms: string[], dmNick: string | null, from: number, to: number, limit: number): Promise<TargetActivity[]> {
+    const groups = await this.group([...new Set(rooms)]);
+    if (dmNick !== null) {
+      // A nick's DM rooms may be on any shard.
+      for (const info of this.directory.shards()) {
+        const s = this.shard(info);
+        if (!groups.has(s)) groups.set(s, []);
+      }
+    }
+    const parts = await Promise.all([...groups].map(([s, rs]) => s.targets(rs, dmNick, from, to, limit)));
+    const seen = new Set<string>();
+    const merged: TargetActivity[] = [];
+    for (const t of parts.flat().sort((a, b) => b.latest - a.latest || (a.room < b.room ? -1 : a.room > b.room ? 1 : 0))) {
+      if (seen.has(t.room)) continue;
+      seen.add(t.room);
+      merged.push(t);
+      if (merged.length >= limit) break;
+    }
+    return merged;
+  }
+
+  async counts(rooms: string[]): Promise<RoomCount[]> {
+    const groups = await this.group([...new Set(rooms)]);
+    const parts = await Promise.all([...groups].map(([s, rs]) => s.counts(rs)));
+    return parts.flat();
+  }
+
+  /** Refuses new appends, drains every shard's pending batches, ends the pools. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        // Appends still waiting for their room's shard are handed over before the shards drain.
+        await Promise.allSettled([...this.resolving]);
+        this.shardsClosed = true;
+        await Promise.all([...this.byId.values()].map((s) => s.close()));
+        if (this.ownsDirectory) await this.directory.close();
+      })();
+    }
+    return this.closing;
+  }
+}
