@@ -48,6 +48,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdHandle> {
   const dataDir = opts.dataDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'parley-etcd-')));
   const forget = ownsDir ? removeOnExit(dataDir) : () => {};
   await fs.mkdir(dataDir, { recursive: true });
+  const wasEmpty = (await fs.readdir(dataDir)).length === 0;
   const bin = opts.bin ?? process.env.PARLEY_ETCD_BIN ?? 'etcd';
   const fixedPorts = opts.clientPort !== undefined && opts.peerPort !== undefined;
   const attempts = fixedPorts ? 1 : 4;
@@ -82,12 +83,12 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdHandle> {
         env: { ...process.env, ETCDCTL_API: '3' },
       });
       try {
-        await proc.waitReady(() => etcdHealthy(clientUrl), opts.timeoutMs ?? 30_000);
+        await proc.waitReady(() => etcdReady(clientUrl, name), opts.timeoutMs ?? 30_000);
       } catch (err) {
         await proc.stop('SIGKILL');
         if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) {
-          // The data dir may hold a half-made member with the old ports; start clean.
-          await emptyDir(dataDir);
+          // A fresh data dir may now hold a half-made member with the old ports; start clean.
+          if (wasEmpty) await emptyDir(dataDir);
           continue;
         }
         throw err;
@@ -134,11 +135,24 @@ function makeHandle(
   };
 }
 
-async function etcdHealthy(clientUrl: string): Promise<boolean> {
+/**
+ * Healthy, and it is our member answering (not some other etcd that already held the port):
+ * the member list must contain our unique name.
+ */
+async function etcdReady(clientUrl: string, name: string): Promise<boolean> {
   const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2_000) });
   if (!res.ok) return false;
   const body = (await res.json()) as { health?: unknown };
-  return body.health === 'true' || body.health === true;
+  if (body.health !== 'true' && body.health !== true) return false;
+  const list = await fetch(`${clientUrl}/v3/cluster/member/list`, {
+    method: 'POST',
+    body: '{}',
+    headers: { 'content-type': 'application/json' },
+    signal: AbortSignal.timeout(2_000),
+  });
+  if (!list.ok) return false;
+  const members = ((await list.json()) as { members?: Array<{ name?: string }> }).members ?? [];
+  return members.some((m) => m.name === name);
 }
 
 async function emptyDir(dir: string): Promise<void> {

@@ -359,7 +359,7 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
         ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
       });
       try {
-        await proc.waitReady(() => pgSelect1(port), opts.timeoutMs ?? 60_000);
+        await proc.waitReady(() => pgServesDataDir(port, dataDir), opts.timeoutMs ?? 60_000);
       } catch (err) {
         await proc.stop(['SIGQUIT'], 5_000);
         if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) continue;
@@ -432,7 +432,11 @@ async function mergeAutoConf(dataDir: string, settings: Record<string, string | 
   await chownForPostgres(file);
 }
 
-async function pgSelect1(port: number): Promise<boolean> {
+/**
+ * Connects and checks `data_directory` is ours (so it is not another server that already held
+ * the port).
+ */
+async function pgServesDataDir(port: number, dataDir: string): Promise<boolean> {
   const client = new pg.Client({
     host: '127.0.0.1',
     port,
@@ -443,8 +447,9 @@ async function pgSelect1(port: number): Promise<boolean> {
   client.on('error', () => {});
   try {
     await client.connect();
-    const res = await client.query('select 1 as one');
-    return res.rows[0]?.one === 1;
+    const res = await client.query<{ data_directory: string }>('show data_directory');
+    const dir = res.rows[0]?.data_directory;
+    return dir !== undefined && path.resolve(dir) === path.resolve(dataDir);
   } finally {
     await client.end().catch(() => {});
   }

@@ -71,7 +71,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
         ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
       });
       try {
-        await proc.waitReady(() => redisPing(port), opts.timeoutMs ?? 20_000);
+        await proc.waitReady(() => redisServesPid(port, proc.pid), opts.timeoutMs ?? 20_000);
       } catch (err) {
         await proc.stop('SIGKILL');
         if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) continue;
@@ -114,22 +114,43 @@ function makeHandle(
 }
 
 /** Sends PING over a raw socket; true if the answer is +PONG. */
-export function redisPing(port: number, host = '127.0.0.1', timeoutMs = 2_000): Promise<boolean> {
+export async function redisPing(port: number, host = '127.0.0.1', timeoutMs = 2_000): Promise<boolean> {
+  const reply = await rawCommand(port, host, 'PING', timeoutMs);
+  return reply?.startsWith('+PONG') ?? false;
+}
+
+/** `INFO server` says process_id is `pid` (so it is not another server on that port). */
+async function redisServesPid(port: number, pid: number): Promise<boolean> {
+  const info = await rawCommand(port, '127.0.0.1', 'INFO server', 2_000);
+  return new RegExp(`\\bprocess_id:${pid}\\r?\\n`).test(info ?? '');
+}
+
+/**
+ * Sends one inline command and resolves to the complete reply text (simple, error or bulk
+ * string), or undefined on error/timeout.
+ */
+function rawCommand(port: number, host: string, command: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host });
     let buf = '';
-    const done = (ok: boolean): void => {
+    const done = (reply: string | undefined): void => {
       sock.destroy();
-      resolve(ok);
+      resolve(reply);
     };
-    sock.setTimeout(timeoutMs, () => done(false));
-    sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.setTimeout(timeoutMs, () => done(undefined));
+    sock.once('error', () => done(undefined));
+    sock.once('connect', () => sock.write(`${command}\r\n`));
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
       buf += d;
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      const eol = buf.indexOf('\r\n');
+      if (eol < 0) return;
+      if (buf[0] !== '$') return done(buf.slice(0, eol + 2));
+      const len = Number(buf.slice(1, eol));
+      if (len < 0) return done(buf.slice(0, eol + 2));
+      const total = eol + 2 + len + 2;
+      if (Buffer.byteLength(buf) >= total) done(buf);
     });
-    sock.once('end', () => done(false));
+    sock.once('end', () => done(undefined));
   });
 }

@@ -21,14 +21,14 @@ export function roomTag(room: string): string {
       h = Math.imul(h ^ c, FNV_PRIME);
       continue;
     }
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < room.length) {
-      const lo = room.charCodeAt(i + 1);
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const lo = c <= 0xdbff ? room.charCodeAt(i + 1) : NaN;
       if (lo >= 0xdc00 && lo <= 0xdfff) {
         c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
         i++;
+      } else {
+        c = 0xfffd; // lone surrogate: what Buffer.from(room) encodes
       }
-    } else if (c >= 0xd800 && c <= 0xdfff) {
-      c = 0xfffd; // lone surrogate: what Buffer.from(room) would encode
     }
     if (c < 0x800) {
       h = Math.imul(h ^ (0xc0 | (c >> 6)), FNV_PRIME);

@@ -215,7 +215,10 @@ const ping: Handler = (node, s, msg, r) => {
 
 const pong: Handler = () => undefined;
 
-const quit: Handler = (node, s, msg) => {
+const quit: Handler = async (node, s, msg) => {
+  // Messages sent before the QUIT are delivered before it.
+  if (s.inflight) await s.inflight;
+  if (s.closed) return;
   const reason = msg.params[0] ? `Quit: ${msg.params[0]}` : 'Quit';
   s.write(`ERROR :Closing Link: ${s.host} (${reason})`);
   s.hangUp();

@@ -198,7 +198,10 @@ export class ChatNode {
       return;
     }
     const done = r.then(() => reply.end(), (err: unknown) => this.commandFailed(msg, reply, err));
-    if (NON_BLOCKING.has(msg.command)) return;
+    if (NON_BLOCKING.has(msg.command)) {
+      s.inflight = done;
+      return;
+    }
     s.busy = true;
     void done.then(() => {
       s.busy = false;

@@ -47,6 +47,8 @@ export class Session {
   /** a blocking command is running: further lines wait in `queue` */
   busy = false;
   readonly queue: IrcMessage[] = [];
+  /** the latest non-blocking command still running (QUIT waits for it, so its effects come first) */
+  inflight: Promise<void> | null = null;
 
   /** flood control token bucket */
   tokens: number;

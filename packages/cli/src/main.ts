@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import { InstanceOptionsSchema, ParleyServer, StartupError, describeZodError } from '@parley/server';
+import { runUp } from './up.js';
+import { runConfig } from './config-cmd.js';
+
+/** Prints one line and exits non-zero: the CLI's only way to fail. */
+export function die(message: string): never {
+  process.stderr.write(`parley: ${message}\n`);
+  process.exit(1);
+}
+
+function intArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter(Boolean)];
+const env = process.env;
+
+const program = new Command('parley')
+  .description('Parley: horizontally scalable IRC-compatible chat on etcd, Redis and PostgreSQL')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+program
+  .command('server')
+  .description('run one Parley instance (IRC over TCP and WebSocket, HTTP API)')
+  .option('--id <id>', 'instance id in the registry (default: host-pid-random)', env.PARLEY_ID)
+  .option('--server-name <name>', 'IRC server name', env.PARLEY_SERVER_NAME)
+  .option('--host <addr>', 'address to listen on', env.PARLEY_HOST)
+  .option('--advertise-host <addr>', 'address announced in the registry', env.PARLEY_ADVERTISE_HOST)
+  .option('--tcp-port <port>', 'IRC over TCP port (0 = any free)', intArg('--tcp-port'), env.PARLEY_TCP_PORT ? Number(env.PARLEY_TCP_PORT) : undefined)
+  .option('--ws-port <port>', 'HTTP and IRC-over-WebSocket port (0 = any free)', intArg('--ws-port'), env.PARLEY_WS_PORT ? Number(env.PARLEY_WS_PORT) : undefined)
+  .option('--etcd <urls>', 'etcd endpoints, comma-separated', list, env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined)
+  .option('--redis <url>', 'Redis URL', env.PARLEY_REDIS)
+  .option('--prefix <name>', 'cluster namespace in etcd and Redis', env.PARLEY_PREFIX)
+  .option('--pg <url>', 'PostgreSQL shard URL to register when the cluster has none (repeatable)', list, env.PARLEY_PG ? list(env.PARLEY_PG) : undefined)
+  .option('--pg-pool-size <n>', 'connections per shard', intArg('--pg-pool-size'))
+  .option('--lease-seconds <n>', 'registry lease: how fast a dead instance is noticed', intArg('--lease-seconds'))
+  .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
+  .action(async (o: Record<string, unknown>) => {
+    const parsed = InstanceOptionsSchema.safeParse(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
+    if (!parsed.success) die(`invalid option: ${describeZodError(parsed.error)}`);
+    const server = new ParleyServer(parsed.data);
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      server.log.info({ signal: sig }, 'shutting down');
+      const t = setTimeout(() => process.exit(1), 10_000);
+      t.unref();
+      server.close().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    try {
+      await server.start();
+    } catch (err) {
+      if (err instanceof StartupError) die(err.message);
+      die(`start failed: ${(err as Error).stack ?? String(err)}`);
+    }
+  });
+
+program
+  .command('up')
+  .description('run Parley on this machine: etcd, Redis, PostgreSQL and one server, in the foreground')
+  .option('--state-dir <dir>', 'where data, logs and pids live', env.PARLEY_STATE_DIR ?? '.parley')
+  .option('--tcp-port <port>', 'IRC over TCP port', intArg('--tcp-port'), 6667)
+  .option('--ws-port <port>', 'HTTP and WebSocket port', intArg('--ws-port'), 8080)
+  .action(async (o: { stateDir: string; tcpPort: number; wsPort: number }) => {
+    await runUp(o).catch((err: Error) => die(err.message));
+  });
+
+program
+  .command('config')
+  .description('read or change the cluster configuration in etcd')
+  .argument('<action>', 'get | set | validate')
+  .argument('[value]', 'JSON for set (or @file)')
+  .option('--etcd <urls>', 'etcd endpoints', list, env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined)
+  .option('--prefix <name>', 'cluster namespace', env.PARLEY_PREFIX ?? 'parley')
+  .option('--state-dir <dir>', 'state directory of a local `parley up` (to find its etcd)', env.PARLEY_STATE_DIR ?? '.parley')
+  .action(async (action: string, value: string | undefined, o: { etcd?: string[]; prefix: string; stateDir: string }) => {
+    await runConfig(action, value, o).catch((err: Error) => die(err.message));
+  });
+
+program.parseAsync(process.argv).catch((err: Error) => die(err.message));

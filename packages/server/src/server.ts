@@ -1,0 +1,204 @@
+import os from 'node:os';
+import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import type { InstanceOptions } from './config.js';
+import { EtcdRegistry, EtcdUnavailableError } from './cluster/registry.js';
+import { RedisBroker } from './cluster/broker-redis.js';
+import { RedisClusterState } from './cluster/state-redis.js';
+import { ChatNode } from './core/node.js';
+import { Metrics } from './metrics.js';
+import { createHttpServer } from './net/http.js';
+import { createTcpServer } from './net/tcp.js';
+import { EtcdShardDirectory, ShardedStore } from './store/index.js';
+
+/** A startup problem the operator must fix; `main` prints its message as one line. */
+export class StartupError extends Error {}
+
+const REGISTRY_UPDATE_MS = 5000;
+const RECONCILE_EVERY = 6; // registry updates, i.e. every 30 s
+
+/**
+ * One Parley instance: wires the registry (etcd), cluster state and broker (Redis), the message
+ * store (PostgreSQL shards) and the chat node to the TCP and HTTP/WebSocket listeners.
+ * `start` and `close` are idempotent; `close` stops accepting, tells clients to reconnect,
+ * releases their nicks and channels, deregisters, and closes the backends in that order.
+ */
+export class ParleyServer {
+  readonly id: string;
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  private registry!: EtcdRegistry;
+  private state!: RedisClusterState;
+  private broker!: RedisBroker;
+  private store!: ShardedStore;
+  private directory!: EtcdShardDirectory;
+  node!: ChatNode;
+  private tcp!: net.Server;
+  private http!: FastifyInstance;
+  private timer: NodeJS.Timeout | null = null;
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private ready = false;
+  tcpPort = 0;
+  wsPort = 0;
+
+  constructor(readonly opts: InstanceOptions, log?: Logger) {
+    this.id = opts.id ?? `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+    this.log = (log ?? pino({ level: opts.logLevel })).child({ instance: this.id });
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    const o = this.opts;
+    const etcdPrefix = `/${o.prefix}`;
+    this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
+      config: (cfg) => this.node?.applyConfig(cfg),
+      instanceGone: (id) => this.reap(id),
+    }, this.log);
+    let config;
+    try {
+      config = await this.registry.loadConfig(o.etcdTimeoutSeconds * 1000);
+    } catch (err) {
+      this.registry.client.close();
+      if (err instanceof EtcdUnavailableError) {
+        throw new StartupError(`cannot reach etcd at ${o.etcd.join(',')} within ${o.etcdTimeoutSeconds}s; is it running?`);
+      }
+      throw new StartupError(`etcd at ${o.etcd.join(',')}: ${(err as Error).message}`);
+    }
+
+    await this.registerShards();
+    const directory = (this.directory = new EtcdShardDirectory({ client: this.registry.client, prefix: etcdPrefix, defaultPoolSize: o.pgPoolSize, logger: this.log }));
+    await directory.start();
+    if (directory.shards().length === 0) {
+      throw new StartupError(`no PostgreSQL shard is configured under ${etcdPrefix}/shards/: pass --pg URL (or put a shard entry in etcd)`);
+    }
+    this.store = new ShardedStore({
+      directory,
+      logger: this.log,
+      onBatch: (rows, ms) => {
+        this.metrics.persistBatchSize.observe(rows);
+        this.metrics.persistLatency.observe(ms / 1000);
+      },
+    });
+    try {
+      await this.store.start();
+    } catch (err) {
+      throw new StartupError(`PostgreSQL: ${(err as Error).message}`);
+    }
+
+    this.state = new RedisClusterState(o.redis, o.prefix, this.log);
+    this.node = new ChatNode({
+      instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
+      metrics: this.metrics, log: this.log,
+    });
+    this.broker = new RedisBroker(o.redis, o.prefix, (topic, payload) => this.node.onBrokerMessage(topic, payload), this.log);
+    this.node.setBroker(this.broker);
+    try {
+      await withDeadline(Promise.all([this.state.start(), this.broker.start()]), 5000, `cannot reach Redis at ${o.redis} within 5s`);
+    } catch (err) {
+      throw new StartupError(`Redis: ${(err as Error).message}`);
+    }
+    await this.node.start();
+
+    this.tcp = createTcpServer(this.node);
+    this.http = createHttpServer({ node: this.node, ready: () => this.ready, clusterStats: () => this.clusterStats() });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.tcp.once('error', reject);
+        this.tcp.listen(o.tcpPort, o.host, () => resolve());
+      });
+      await this.http.listen({ port: o.wsPort, host: o.host });
+    } catch (err) {
+      throw new StartupError(`cannot listen on ${o.host}: ${(err as Error).message}`);
+    }
+    this.tcpPort = (this.tcp.address() as AddressInfo).port;
+    this.wsPort = (this.http.server.address() as AddressInfo).port;
+
+    await this.state.addInstance(this.id);
+    await this.registry.register({
+      id: this.id, serverName: o.serverName, host: o.advertiseHost ?? o.host, tcpPort: this.tcpPort, wsPort: this.wsPort,
+      pid: process.pid, startedAt: Date.now(), connections: 0, state: 'ready',
+    });
+    await this.registry.watch();
+    await this.reconcile();
+    let n = 0;
+    this.timer = setInterval(() => {
+      this.registry.update({ connections: this.node.sessions.size });
+      if (++n % RECONCILE_EVERY === 0) void this.reconcile();
+    }, REGISTRY_UPDATE_MS);
+    this.timer.unref();
+    this.ready = true;
+    this.log.info({ tcpPort: this.tcpPort, wsPort: this.wsPort, host: o.host }, 'listening');
+  }
+
+  /** Shards given on the command line are registered in etcd unless the cluster has its own. */
+  private async registerShards(): Promise<void> {
+    const { pg, prefix, pgPoolSize } = this.opts;
+    const client = this.registry.client;
+    for (let i = 0; i < pg.length; i++) {
+      const key = `/${prefix}/shards/${i}`;
+      await client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify({ id: i, url: pg[i], poolSize: pgPoolSize, state: 'active' }))).commit();
+    }
+  }
+
+  private reap(id: string): void {
+    this.node.reapInstance(id).catch((err: Error) => this.log.error({ err: err.message, instance: id }, 'clean-up of a lost instance failed'));
+  }
+
+  /** Instances Redis still knows but etcd no longer lists died while nobody watched: clean up. */
+  private async reconcile(): Promise<void> {
+    try {
+      const [known, live] = await Promise.all([this.state.knownInstances(), this.registry.liveInstances()]);
+      const alive = new Set(live.map((r) => r.id));
+      for (const id of known) if (!alive.has(id) && id !== this.id) this.reap(id);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'reconcile failed');
+    }
+  }
+
+  private async clusterStats(): Promise<Record<string, unknown>> {
+    const [instances, channels] = await Promise.all([this.registry.liveInstances(), this.state.listChannels()]);
+    return {
+      instances: instances.map((i) => ({ id: i.id, serverName: i.serverName, host: i.host, tcpPort: i.tcpPort, wsPort: i.wsPort, connections: i.connections, state: i.state })),
+      channels: channels.length,
+      shards: this.directory.shards().length,
+    };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    await this.starting?.catch(() => undefined);
+    this.ready = false;
+    if (this.timer) clearInterval(this.timer);
+    if (this.tcp?.listening) this.tcp.close();
+    await this.node?.close();
+    await this.http?.close().catch(() => undefined);
+    await this.state?.forgetInstance(this.id).catch(() => undefined);
+    await this.registry?.close();
+    await this.broker?.close();
+    await this.state?.close();
+    await this.store?.close();
+    this.log.info('closed');
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(message)), ms);
+      t.unref();
+    }),
+  ]).finally(() => clearTimeout(t));
+}
