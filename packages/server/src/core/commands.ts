@@ -566,8 +566,9 @@ async function channelMessage(node: ChatNode, s: Session, cmd: string, target: s
   node.metrics.messagesStored.inc();
   node.stats.stored++;
   const out = node.storedLine(key, stored.seq, stored.time, rest, tags);
-  if (s.echo) r.send(out.lineFor(s.caps));
-  node.roomMessageCommitted(key, stored.seq, out, s);
+  // The echo is written by the room, in sequence order with everyone else's messages.
+  const echo = s.echo ? r.takeAsOnly(out.lineFor(s.caps)) : null;
+  node.roomMessageCommitted(key, stored.seq, out, s, echo);
 }
 
 async function directMessage(node: ChatNode, s: Session, cmd: string, target: string, text: string, tags: Record<string, string> | null, r: Reply): Promise<void> {

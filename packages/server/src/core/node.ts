@@ -271,14 +271,22 @@ export class ChatNode {
 
   /** The local room, subscribed to its topic; created on the first local member. */
   async openRoom(key: string, name: string): Promise<LocalRoom> {
-    let r = this.rooms.get(key);
-    if (r) return r;
+    const existing = this.rooms.get(key);
+    if (existing) {
+      await existing.ready;
+      return existing;
+    }
     const room = new LocalRoom(key, name, this.countDelivery);
     this.rooms.set(key, room);
     this.metrics.localRooms.inc();
-    await this.broker.subscribe(topics.room(key));
-    r = this.rooms.get(key);
-    return r ?? room;
+    room.ready = (async () => {
+      await this.broker.subscribe(topics.room(key));
+      // Subscribed first, then read where the sequence stands, so no message falls in between.
+      const [count] = await this.store.counts([key]);
+      room.startAt(count?.messages ?? 0);
+    })();
+    await room.ready;
+    return room;
   }
 
   private readonly countDelivery = (out: Outgoing, n: number): void => {
@@ -342,11 +350,13 @@ export class ChatNode {
   // ---- messages ----------------------------------------------------------------------------
 
   /** A stored channel message committed by this instance: deliver locally, publish to others. */
-  roomMessageCommitted(roomKey: string, seq: number, out: Outgoing, sender: Session | null): void {
+  roomMessageCommitted(roomKey: string, seq: number, out: Outgoing, sender: Session, echo: string | null): void {
     const room = this.rooms.get(roomKey);
     if (room) {
-      room.accept(seq, out, sender);
+      room.accept(seq, out, sender, echo);
       this.observeFanout(out);
+    } else if (echo !== null) {
+      sender.write(echo);
     }
     this.publish(topics.room(roomKey), { k: 'm', o: this.id, r: roomKey, q: seq, t: out.time, i: out.msgid, g: out.clientTags, l: out.rest });
   }
@@ -376,7 +386,7 @@ export class ChatNode {
         const room = this.rooms.get(env.r);
         if (!room) return;
         const out = new Outgoing(env.l, env.t, env.i, env.g);
-        room.accept(env.q, out, null);
+        room.accept(env.q, out, null, null);
         this.observeFanout(out);
         return;
       }

@@ -27,6 +27,15 @@ export class Reply {
     this.lines = label === null ? null : [];
   }
 
+  /**
+   * Hands the whole response (one line) to the caller instead of sending it: for echoes that must
+   * be written in room order by the room itself. Returns the line with the label, if any.
+   */
+  takeAsOnly(line: string): string {
+    this.done = true;
+    return this.label === null ? line : addTags(line, `label=${escapeTagValue(this.label)}`);
+  }
+
   send(line: string): void {
     if (this.lines && !this.done) this.lines.push(line);
     else this.session.write(line);

@@ -6,7 +6,8 @@ const REORDER_WAIT_MS = 250;
 
 interface Held {
   out: Outgoing;
-  exclude: Session | null;
+  sender: Session | null;
+  echo: string | null;
 }
 
 /**
@@ -19,8 +20,10 @@ interface Held {
  */
 export class LocalRoom {
   readonly members = new Set<Session>();
-  /** highest sequence number delivered here; 0 before the first */
-  private lastSeq = 0;
+  /** resolves once the room is subscribed and knows its sequence position */
+  ready: Promise<void> = Promise.resolve();
+  /** highest sequence number delivered here; -1 while unknown */
+  private lastSeq = -1;
   private held: Map<number, Held> | null = null;
   private timer: NodeJS.Timeout | null = null;
 
@@ -31,33 +34,45 @@ export class LocalRoom {
     private readonly onDelivered: (out: Outgoing, recipients: number) => void,
   ) {}
 
-  /** Delivers a stored message in sequence order to every member but `exclude`. */
-  accept(seq: number, out: Outgoing, exclude: Session | null): void {
-    if (this.lastSeq === 0 || seq === this.lastSeq + 1 || seq <= this.lastSeq) {
-      this.deliver(out, exclude);
+  /**
+   * Delivers a stored message in sequence order to every member; the local sender gets `echo`
+   * instead (its acknowledgement, null when it did not ask for echoes), in the same order.
+   */
+  accept(seq: number, out: Outgoing, sender: Session | null, echo: string | null): void {
+    if (this.lastSeq < 0 || seq === this.lastSeq + 1 || seq <= this.lastSeq) {
+      this.deliver(out, sender, echo);
       if (seq > this.lastSeq) this.lastSeq = seq;
       if (this.held) this.drain();
       return;
     }
-    (this.held ??= new Map()).set(seq, { out, exclude });
+    (this.held ??= new Map()).set(seq, { out, sender, echo });
     if (!this.timer) {
       this.timer = setTimeout(() => this.release(), REORDER_WAIT_MS);
       this.timer.unref();
     }
   }
 
-  /** Delivers a line that has no room sequence number (JOIN, PART, TOPIC ...). */
-  broadcast(out: Outgoing, exclude: Session | null): void {
-    this.deliver(out, exclude);
+  /**
+   * Sets where the room's sequence stood when this instance opened it (from the store), unless
+   * messages have arrived meanwhile and set it already.
+   */
+  startAt(lastSeq: number): void {
+    if (this.lastSeq < 0) this.lastSeq = lastSeq;
   }
 
-  private deliver(out: Outgoing, exclude: Session | null): void {
+  /** Delivers a line that has no room sequence number (JOIN, PART, TOPIC ...). */
+  broadcast(out: Outgoing, exclude: Session | null): void {
+    this.deliver(out, exclude, null);
+  }
+
+  private deliver(out: Outgoing, sender: Session | null, echo: string | null): void {
     let n = 0;
     for (const m of this.members) {
-      if (m === exclude) continue;
+      if (m === sender) continue;
       m.write(out.lineFor(m.caps));
       n++;
     }
+    if (echo !== null && sender && !sender.closed) sender.write(echo);
     this.onDelivered(out, n);
   }
 
@@ -67,7 +82,7 @@ export class LocalRoom {
     let next = held.get(this.lastSeq + 1);
     while (next) {
       held.delete(this.lastSeq + 1);
-      this.deliver(next.out, next.exclude);
+      this.deliver(next.out, next.sender, next.echo);
       this.lastSeq++;
       next = held.get(this.lastSeq + 1);
     }
@@ -82,7 +97,7 @@ export class LocalRoom {
     const seqs = [...held.keys()].sort((a, b) => a - b);
     for (const s of seqs) {
       const h = held.get(s);
-      if (h) this.deliver(h.out, h.exclude);
+      if (h) this.deliver(h.out, h.sender, h.echo);
       if (s > this.lastSeq) this.lastSeq = s;
     }
     this.clearHeld();

@@ -321,7 +321,11 @@ export class PgShard {
           const row = res.rows[i]!;
           batch[i]!.resolve({ seq: row.seq, time: row.time });
         }
-        this.onBatch?.(n, ms);
+        try {
+          this.onBatch?.(n, ms);
+        } catch (err) {
+          this.logger?.error({ err }, 'onBatch listener failed');
+        }
         return;
       } catch (err) {
         const code = (err as { code?: unknown }).code;
