@@ -115,19 +115,21 @@ class Session extends EventEmitter<{ line: [msg: IrcMessage, raw: string] }> {
 class FakeServer extends EventEmitter<{ session: [session: Session] }> {
   readonly sessions: Session[] = [];
   private readonly tcp = net.createServer((socket) => this.onTcp(socket));
-  private readonly wss = new WebSocketServer({
-    port: 0,
-    host: '127.0.0.1',
-    handleProtocols: (protocols) => (protocols.has('text.ircv3.net') ? 'text.ircv3.net' : false),
-  });
+  private wss: WebSocketServer | null = null;
   private readonly sockets = new Set<net.Socket>();
   /** Subprotocol each WebSocket connection agreed on. */
   readonly wsProtocols: string[] = [];
 
   async start(): Promise<void> {
-    this.wss.on('connection', (ws) => this.onWs(ws));
+    const wss = new WebSocketServer({
+      port: 0,
+      host: '127.0.0.1',
+      handleProtocols: (protocols) => (protocols.has('text.ircv3.net') ? 'text.ircv3.net' : false),
+    });
+    this.wss = wss;
+    wss.on('connection', (ws) => this.onWs(ws));
     this.tcp.listen(0, '127.0.0.1');
-    await Promise.all([once(this.tcp, 'listening'), once(this.wss, 'listening')]);
+    await Promise.all([once(this.tcp, 'listening'), once(wss, 'listening')]);
   }
 
   get tcpPort(): number {
@@ -135,7 +137,7 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
   }
 
   get wsPort(): number {
-    return (this.wss.address() as AddressInfo).port;
+    return (this.wss?.address() as AddressInfo).port;
   }
 
   /** The next session to connect. */
@@ -146,8 +148,9 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    for (const c of this.wss.clients) c.terminate();
-    await Promise.all([new Promise((r) => this.tcp.close(r)), new Promise((r) => this.wss.close(r))]);
+    const wss = this.wss;
+    for (const c of wss?.clients ?? []) c.terminate();
+    await Promise.all([new Promise((r) => this.tcp.close(r)), new Promise((r) => (wss ? wss.close(r) : r(undefined)))]);
   }
 
   private addSession(s: Session): void {
@@ -157,6 +160,7 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
 
   private onTcp(socket: net.Socket): void {
     this.sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
     const session = new Session(

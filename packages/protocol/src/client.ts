@@ -148,6 +148,8 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
   private socket: net.Socket | null = null;
   private ws: WebSocket | null = null;
   private open = false;
+  /** close() was called: further sends are dropped (the socket is being ended). */
+  private closing = false;
   private outQueue: string[] = [];
   private flushScheduled = false;
   private readonly flushBound = (): void => this.flush();
@@ -236,14 +238,17 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     return this.connectPromise;
   }
 
-  /** Sends a message (serialised) or a raw line (no CRLF). Lines written in one tick share one write. */
+  /**
+   * Sends a message (serialised at once, so a bad message throws here) or a raw line (no CRLF).
+   * Lines written in one tick share one socket write. Dropped silently once `close()` was called.
+   */
   send(msg: IrcMessage | string): void {
     this.sendRaw(typeof msg === 'string' ? msg : serialize(msg));
   }
 
   /** Queues a raw line without CRLF; it is not checked (tests use it to send broken input). */
   sendRaw(line: string): void {
-    if (this.closed) return;
+    if (this.closing || this.closed) return;
     this.outQueue.push(line);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -314,6 +319,7 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     }
     this.outQueue.push(serialize(msgOf('QUIT', quitMessage === undefined ? [] : [quitMessage])));
     this.flush();
+    this.closing = true;
     if (this.socket !== null) this.socket.end();
     else this.ws?.close(1000);
     if (this.closeTimer === undefined) {
