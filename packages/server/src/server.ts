@@ -105,6 +105,7 @@ export class ParleyServer {
       throw new StartupError(`Redis: ${(err as Error).message}`);
     }
     await this.node.start();
+    await this.node.recoverOwnId();
 
     this.tcp = createTcpServer(this.node);
     this.http = createHttpServer({ node: this.node, ready: () => this.ready, clusterStats: () => this.clusterStats() });

@@ -323,7 +323,8 @@ export class RedisClusterState implements ClusterState {
   }
 
   async forgetInstance(inst: string): Promise<void> {
-    await this.redis.multi().del(this.k('inst', inst, 'nicks')).srem(this.k('instances'), inst).exec();
+    // The reap claim goes too, so that a later process reusing the id can be cleaned up again.
+    await this.redis.multi().del(this.k('inst', inst, 'nicks')).srem(this.k('instances'), inst).del(this.k('reap', inst)).exec();
   }
 }
 

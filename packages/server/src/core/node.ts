@@ -285,7 +285,16 @@ export class ChatNode {
       const [count] = await this.store.counts([key]);
       room.startAt(count?.messages ?? 0);
     })();
-    await room.ready;
+    try {
+      await room.ready;
+    } catch (err) {
+      if (this.rooms.get(key) === room && room.members.size === 0) {
+        this.rooms.delete(key);
+        this.metrics.localRooms.dec();
+        void this.broker.unsubscribe(topics.room(key)).catch(() => undefined);
+      }
+      throw err;
+    }
     return room;
   }
 
@@ -423,6 +432,18 @@ export class ChatNode {
   async reapInstance(inst: string): Promise<void> {
     if (inst === this.id) return;
     if (!(await this.state.claimReap(inst))) return;
+    await this.releaseInstanceUsers(inst);
+  }
+
+  /**
+   * At start, before serving: users that a previous process with this same instance id left in
+   * the cluster state (it was killed) are not connected any more; release them.
+   */
+  async recoverOwnId(): Promise<void> {
+    await this.releaseInstanceUsers(this.id);
+  }
+
+  private async releaseInstanceUsers(inst: string): Promise<void> {
     const nicks = await this.state.instanceUsers(inst);
     this.log.info({ instance: inst, users: nicks.length }, 'cleaning up after a lost instance');
     for (const nick of nicks) {
