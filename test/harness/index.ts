@@ -83,6 +83,7 @@ export async function startServices(opts: ServicesOptions = {}): Promise<Service
       const template = await pgTemplate();
       return startPostgres({
         dataDir: path.join(dir, 'pg'),
+        socketDir: path.join(dir, 'sock'),
         logFile: logOf('postgres'),
         fsync: opts.pgFsync ?? false,
         ...(template !== undefined ? { template } : {}),

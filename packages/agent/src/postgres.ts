@@ -265,6 +265,11 @@ export interface PgOptions {
   settings?: Record<string, string | number | boolean>;
   /** fsync (default true). false also turns full_page_writes off: for tests only. */
   fsync?: boolean;
+  /**
+   * Directory for the Unix socket (created if missing; keep the path short, sockets are limited
+   * to ~100 bytes). Default: a fresh temp dir, removed by stop().
+   */
+  socketDir?: string;
   /** initdb options when no template is given. */
   initdb?: InitdbOptions;
   /** Readiness timeout (default 60 s). */
@@ -300,7 +305,7 @@ export const DEFAULT_PG_SETTINGS: Readonly<Record<string, string | number>> = {
 /**
  * Starts a PostgreSQL cluster by running `postgres` directly (not pg_ctl), on 127.0.0.1 and a
  * private Unix socket directory, as the postgres user when running as root. Resolves once a
- * client can connect and run `select 1`.
+ * client can connect over TCP and the server reports our data directory.
  */
 export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
   const bins = pgBinaries();
@@ -342,8 +347,15 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
     Object.assign(settings, opts.settings ?? {});
     await mergeAutoConf(dataDir, settings);
 
-    const socketDir = await fs.mkdtemp(path.join(os.tmpdir(), 'parley-pgsock-'));
-    own(socketDir);
+    let socketDir: string;
+    if (opts.socketDir === undefined) {
+      socketDir = await fs.mkdtemp(path.join(os.tmpdir(), 'parley-pgsock-'));
+      own(socketDir);
+    } else {
+      socketDir = path.resolve(opts.socketDir);
+      await fs.mkdir(socketDir, { recursive: true, mode: 0o700 });
+      await ensureTraversable(path.dirname(socketDir));
+    }
     if (who) await fs.chown(socketDir, who.uid, who.gid);
 
     const attempts = opts.port !== undefined ? 1 : 4;
@@ -355,6 +367,8 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
         args: ['-D', dataDir, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1'],
         cwd: dataDir,
         env: childEnv(),
+        // Immediate shutdown if we die: unlike SIGKILL it removes the /dev/shm segments.
+        emergencySignal: 'SIGQUIT',
         ...(who ? { uid: who.uid, gid: who.gid } : {}),
         ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
       });

@@ -1,10 +1,11 @@
 /**
  * A small managed child process: output to a log file (or a ring buffer of recent lines),
- * readiness polling, graceful stop with escalation to SIGKILL, and a process-wide registry that
- * SIGKILLs every child still running when this Node process exits, so a crashing test never
+ * readiness polling, graceful stop with escalation to SIGKILL, and a process-wide registry whose
+ * exit hook kills every child still running when this Node process exits (and, through
+ * setpriv --pdeathsig, the kernel kills them if it dies by SIGKILL), so a crashing test never
  * leaves etcd, Redis or PostgreSQL behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 
 export interface ManagedSpawnOptions {
@@ -20,6 +21,23 @@ export interface ManagedSpawnOptions {
   env?: NodeJS.ProcessEnv;
   uid?: number;
   gid?: number;
+  /**
+   * Keep the Node event loop alive while the child runs (default false). By default the child is
+   * referenced only while waitReady() or stop() is in progress: a program (or test) that forgets
+   * to stop it still exits, and the exit hook then kills the child.
+   */
+  keepAlive?: boolean;
+  /**
+   * Have the kernel SIGKILL the child if this Node process dies, even by SIGKILL (default true).
+   * Uses util-linux `setpriv --pdeathsig KILL`, which execs the command (same pid); skipped
+   * where setpriv is not available.
+   */
+  dieWithParent?: boolean;
+  /**
+   * Signal for emergencies: sent by the exit hook and on parent death (default SIGKILL). E.g.
+   * SIGQUIT for postgres, whose immediate shutdown still removes its shared memory segments.
+   */
+  emergencySignal?: NodeJS.Signals;
 }
 
 export interface ExitInfo {
@@ -31,6 +49,7 @@ export class ManagedProcess {
   readonly name: string;
   readonly pid: number;
   readonly logFile: string | undefined;
+  readonly emergencySignal: NodeJS.Signals;
   /** Resolves when the process has exited (never rejects). */
   readonly exited: Promise<ExitInfo>;
   private exitInfo: ExitInfo | undefined;
@@ -40,24 +59,34 @@ export class ManagedProcess {
   private partial = '';
   private stopping: Promise<ExitInfo> | undefined;
   private spawnError: Error | undefined;
+  private keepAlive: boolean;
+  private holds = 0;
 
   constructor(opts: ManagedSpawnOptions) {
     this.name = opts.name;
     this.logFile = opts.logFile;
     this.ringMax = opts.ringLines ?? 200;
+    this.emergencySignal = opts.emergencySignal ?? 'SIGKILL';
+
+    let command = opts.command;
+    let args = [...opts.args];
+    const setpriv = opts.dieWithParent === false ? undefined : setprivPath();
+    if (setpriv) {
+      args = ['--pdeathsig', this.emergencySignal.replace(/^SIG/, ''), '--', command, ...args];
+      command = setpriv;
+    }
 
     let fd: number | undefined;
     if (opts.logFile !== undefined) fd = fs.openSync(opts.logFile, 'a');
     try {
-      this.child = spawn(opts.command, [...opts.args], {
+      this.child = spawn(command, args, {
         cwd: opts.cwd,
         env: opts.env ?? process.env,
         uid: opts.uid,
         gid: opts.gid,
         stdio: fd !== undefined ? ['ignore', fd, fd] : ['ignore', 'pipe', 'pipe'],
-        // Own process group: a terminal's Ctrl-C does not reach the child behind the
-        // application's back, and SIGKILL can take the whole group (e.g. postgres backends).
-        detached: true,
+        // Same process group on purpose: killing a job's whole group (a CI timeout, a terminal)
+        // also takes the services down.
       });
     } finally {
       if (fd !== undefined) fs.closeSync(fd);
@@ -88,6 +117,45 @@ export class ManagedProcess {
 
     this.pid = child.pid ?? -1;
     if (child.pid !== undefined) registry().add(this);
+    this.keepAlive = opts.keepAlive ?? false;
+    this.applyRef();
+  }
+
+  /** Keep the event loop alive while the child runs. */
+  ref(): void {
+    this.keepAlive = true;
+    this.applyRef();
+  }
+
+  /** Let the Node process exit while the child runs (the exit hook then kills it). */
+  unref(): void {
+    this.keepAlive = false;
+    this.applyRef();
+  }
+
+  private applyRef(): void {
+    const on = this.keepAlive || this.holds > 0;
+    const handles: Array<{ ref?: () => unknown; unref?: () => unknown } | null> = [
+      this.child,
+      this.child.stdout as unknown as { ref?: () => unknown; unref?: () => unknown } | null,
+      this.child.stderr as unknown as { ref?: () => unknown; unref?: () => unknown } | null,
+    ];
+    for (const h of handles) {
+      if (on) h?.ref?.();
+      else h?.unref?.();
+    }
+  }
+
+  /** Runs `fn` with the child referenced (so awaiting it keeps the process alive). */
+  private async held<T>(fn: () => Promise<T>): Promise<T> {
+    this.holds++;
+    this.applyRef();
+    try {
+      return await fn();
+    } finally {
+      this.holds--;
+      this.applyRef();
+    }
   }
 
   /** Still running (spawned and not yet exited). */
@@ -141,7 +209,11 @@ export class ManagedProcess {
    * Polls `check` until it returns true. Fails early, with the last log lines, if the process
    * exits, and fails after `timeoutMs`. A check that throws counts as "not yet".
    */
-  async waitReady(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  waitReady(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+    return this.held(() => this.pollReady(check, timeoutMs));
+  }
+
+  private async pollReady(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let delay = 20;
     let lastError: unknown;
@@ -184,18 +256,18 @@ export class ManagedProcess {
   stop(signals: NodeJS.Signals | readonly NodeJS.Signals[] = 'SIGTERM', timeoutMs = 10_000): Promise<ExitInfo> {
     if (this.stopping) return this.stopping;
     const list = typeof signals === 'string' ? [signals] : [...signals];
-    this.stopping = (async () => {
+    this.stopping = this.held(async () => {
       for (const sig of list) {
         if (!this.running) break;
         this.signal(sig);
         if (await exitsWithin(this.exited, timeoutMs)) break;
       }
       if (this.running) {
-        killGroup(this.pid, 'SIGKILL');
+        this.signal('SIGKILL');
         await this.exited;
       }
-      return (await this.exited);
-    })();
+      return await this.exited;
+    });
     return this.stopping;
   }
 }
@@ -210,9 +282,15 @@ export function runningProcesses(): ManagedProcess[] {
   return [...registry()];
 }
 
-/** SIGKILLs every still-running managed process (and its process group), synchronously. */
+/** Sends every still-running managed process its emergency signal (default SIGKILL), synchronously. */
 export function killAllSync(): void {
-  for (const p of registry()) killGroup(p.pid, 'SIGKILL');
+  for (const p of registry()) {
+    try {
+      process.kill(p.pid, p.emergencySignal);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /**
@@ -228,16 +306,26 @@ export function removeOnExit(dir: string): () => void {
   };
 }
 
-function killGroup(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch {
+let cachedSetpriv: string | null | undefined;
+
+/** util-linux setpriv if it exists and supports --pdeathsig (Linux), else undefined. */
+function setprivPath(): string | undefined {
+  if (cachedSetpriv !== undefined) return cachedSetpriv ?? undefined;
+  cachedSetpriv = null;
+  if (process.platform !== 'linux') return undefined;
+  for (const dir of ['/usr/bin', '/bin', ...(process.env.PATH ?? '').split(':')]) {
+    if (!dir) continue;
+    const p = `${dir}/setpriv`;
     try {
-      process.kill(pid, sig);
+      fs.accessSync(p, fs.constants.X_OK);
+      const help = execFileSync(p, ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      if (help.includes('--pdeathsig')) cachedSetpriv = p;
+      break;
     } catch {
-      // already gone
+      // not here
     }
   }
+  return cachedSetpriv ?? undefined;
 }
 
 function onExit(): void {
