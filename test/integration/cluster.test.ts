@@ -178,6 +178,7 @@ describe('an instance killed with SIGKILL', () => {
 
     // Reconnect (on the surviving instance) and fetch everything after the first message.
     const back = await client(a, 'doomed2');
+    await back.request('JOIN #kill');
     const first = acked[0]!;
     const firstSeq = parseMsgid(first)!.seq;
     const hist = await back.request(`CHATHISTORY AFTER #kill msgid=${first} 1000`);

@@ -35,14 +35,18 @@ program
   .option('--advertise-host <addr>', 'address announced in the registry', env.PARLEY_ADVERTISE_HOST)
   .option('--tcp-port <port>', 'IRC over TCP port (0 = any free)', intArg('--tcp-port'), env.PARLEY_TCP_PORT ? Number(env.PARLEY_TCP_PORT) : undefined)
   .option('--ws-port <port>', 'HTTP and IRC-over-WebSocket port (0 = any free)', intArg('--ws-port'), env.PARLEY_WS_PORT ? Number(env.PARLEY_WS_PORT) : undefined)
-  .option('--etcd <urls>', 'etcd endpoints, comma-separated', list, env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined)
+  .option('--etcd <urls>', 'etcd endpoints, comma-separated [env PARLEY_ETCD]', list)
   .option('--redis <url>', 'Redis URL', env.PARLEY_REDIS)
   .option('--prefix <name>', 'cluster namespace in etcd and Redis', env.PARLEY_PREFIX)
-  .option('--pg <url>', 'PostgreSQL shard URL to register when the cluster has none (repeatable)', list, env.PARLEY_PG ? list(env.PARLEY_PG) : undefined)
-  .option('--pg-pool-size <n>', 'connections per shard', intArg('--pg-pool-size'))
-  .option('--lease-seconds <n>', 'registry lease: how fast a dead instance is noticed', intArg('--lease-seconds'))
+  .option('--pg <url>', 'PostgreSQL shard URL, registered as shard 0, 1, ... (repeatable) [env PARLEY_PG]', list)
+  .option('--pg-pool-size <n>', 'connections per shard', intArg('--pg-pool-size'), env.PARLEY_PG_POOL_SIZE ? Number(env.PARLEY_PG_POOL_SIZE) : undefined)
+  .option('--lease-seconds <n>', 'registry lease: how fast a dead instance is noticed', intArg('--lease-seconds'), env.PARLEY_LEASE_SECONDS ? Number(env.PARLEY_LEASE_SECONDS) : undefined)
+  .option('--etcd-timeout-seconds <n>', 'how long to wait for etcd at start', intArg('--etcd-timeout-seconds'), env.PARLEY_ETCD_TIMEOUT_SECONDS ? Number(env.PARLEY_ETCD_TIMEOUT_SECONDS) : undefined)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
   .action(async (o: Record<string, unknown>) => {
+    // List options: the command line replaces the environment rather than adding to it.
+    o.etcd ??= env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined;
+    o.pg ??= env.PARLEY_PG ? list(env.PARLEY_PG) : undefined;
     const parsed = InstanceOptionsSchema.safeParse(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
     if (!parsed.success) die(`invalid option: ${describeZodError(parsed.error)}`);
     const server = new ParleyServer(parsed.data);
@@ -80,10 +84,11 @@ program
   .description('read or change the cluster configuration in etcd')
   .argument('<action>', 'get | set | validate')
   .argument('[value]', 'JSON for set (or @file)')
-  .option('--etcd <urls>', 'etcd endpoints', list, env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined)
+  .option('--etcd <urls>', 'etcd endpoints [env PARLEY_ETCD]', list)
   .option('--prefix <name>', 'cluster namespace', env.PARLEY_PREFIX ?? 'parley')
   .option('--state-dir <dir>', 'state directory of a local `parley up` (to find its etcd)', env.PARLEY_STATE_DIR ?? '.parley')
   .action(async (action: string, value: string | undefined, o: { etcd?: string[]; prefix: string; stateDir: string }) => {
+    o.etcd ??= env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined;
     await runConfig(action, value, o).catch((err: Error) => die(err.message));
   });
 

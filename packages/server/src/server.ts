@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { InstanceOptions } from './config.js';
-import { EtcdRegistry, EtcdUnavailableError } from './cluster/registry.js';
+import { EtcdRegistry, EtcdUnavailableError, InvalidConfigError } from './cluster/registry.js';
 import { RedisBroker } from './cluster/broker-redis.js';
 import { RedisClusterState } from './cluster/state-redis.js';
 import { ChatNode } from './core/node.js';
@@ -66,15 +66,18 @@ export class ParleyServer {
       config = await this.registry.loadConfig(o.etcdTimeoutSeconds * 1000);
     } catch (err) {
       this.registry.client.close();
-      if (err instanceof EtcdUnavailableError) {
-        throw new StartupError(`cannot reach etcd at ${o.etcd.join(',')} within ${o.etcdTimeoutSeconds}s; is it running?`);
-      }
-      throw new StartupError(`etcd at ${o.etcd.join(',')}: ${(err as Error).message}`);
+      if (err instanceof InvalidConfigError) throw new StartupError(err.message);
+      const why = err instanceof EtcdUnavailableError ? `within ${o.etcdTimeoutSeconds}s` : `(${firstLine(err)})`;
+      throw new StartupError(`cannot reach etcd at ${o.etcd.join(',')} ${why}; is it running?`);
     }
 
-    await this.registerShards();
     const directory = (this.directory = new EtcdShardDirectory({ client: this.registry.client, prefix: etcdPrefix, defaultPoolSize: o.pgPoolSize, logger: this.log }));
-    await directory.start();
+    try {
+      await this.registerShards();
+      await directory.start();
+    } catch (err) {
+      throw new StartupError(`etcd: cannot read or write the shard map: ${firstLine(err)}`);
+    }
     if (directory.shards().length === 0) {
       throw new StartupError(`no PostgreSQL shard is configured under ${etcdPrefix}/shards/: pass --pg URL (or put a shard entry in etcd)`);
     }
@@ -100,9 +103,9 @@ export class ParleyServer {
     this.broker = new RedisBroker(o.redis, o.prefix, (topic, payload) => this.node.onBrokerMessage(topic, payload), this.log);
     this.node.setBroker(this.broker);
     try {
-      await withDeadline(Promise.all([this.state.start(), this.broker.start()]), 5000, `cannot reach Redis at ${o.redis} within 5s`);
+      await withDeadline(Promise.all([this.state.start(), this.broker.start()]), 5000, 'no answer within 5s');
     } catch (err) {
-      throw new StartupError(`Redis: ${(err as Error).message}`);
+      throw new StartupError(`cannot reach Redis at ${o.redis} (${firstLine(err)})`);
     }
     await this.node.start();
     await this.node.recoverOwnId();
@@ -138,13 +141,25 @@ export class ParleyServer {
     this.log.info({ tcpPort: this.tcpPort, wsPort: this.wsPort, host: o.host }, 'listening');
   }
 
-  /** Shards given on the command line are registered in etcd unless the cluster has its own. */
+  /**
+   * Shards given on the command line (`--pg`, in order: shard 0, 1, ...) are registered in etcd.
+   * An existing entry keeps its other fields; its URL follows the command line (a shard that
+   * moved to another port or host), which is logged.
+   */
   private async registerShards(): Promise<void> {
     const { pg, prefix, pgPoolSize } = this.opts;
     const client = this.registry.client;
     for (let i = 0; i < pg.length; i++) {
       const key = `/${prefix}/shards/${i}`;
-      await client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify({ id: i, url: pg[i], poolSize: pgPoolSize, state: 'active' }))).commit();
+      const url = pg[i] as string;
+      const created = await client.if(key, 'Create', '==', 0)
+        .then(client.put(key).value(JSON.stringify({ id: i, url, poolSize: pgPoolSize, state: 'active' })))
+        .commit();
+      if (created.succeeded) continue;
+      const current = JSON.parse((await client.get(key).string()) ?? '{}') as { url?: string };
+      if (current.url === url) continue;
+      this.log.warn({ shard: i, from: current.url, to: url }, 'shard URL changed on the command line; updating the shard map');
+      await client.put(key).value(JSON.stringify({ ...current, id: i, url }));
     }
   }
 
@@ -185,12 +200,18 @@ export class ParleyServer {
     await this.node?.close();
     await this.http?.close().catch(() => undefined);
     await this.state?.forgetInstance(this.id).catch(() => undefined);
-    await this.registry?.close();
     await this.broker?.close();
     await this.state?.close();
     await this.store?.close();
+    await this.directory?.close();
+    await this.registry?.close();
     this.log.info('closed');
   }
+}
+
+function firstLine(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  return m.split('\n')[0]?.slice(0, 300) ?? m;
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {

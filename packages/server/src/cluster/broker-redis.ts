@@ -14,7 +14,8 @@ export class RedisBroker implements Broker {
   private started = false;
 
   constructor(url: string, prefix: string, private readonly handler: BrokerHandler, private readonly log: Logger) {
-    const opts = { enableAutoPipelining: true, lazyConnect: true, maxRetriesPerRequest: null } as const;
+    // Bounded retries: a JOIN while Redis is away fails with a reply instead of hanging.
+    const opts = { enableAutoPipelining: true, lazyConnect: true, maxRetriesPerRequest: 3 } as const;
     this.pub = new Redis(url, { ...opts, connectionName: 'parley-pub' });
     this.sub = new Redis(url, { ...opts, connectionName: 'parley-sub' });
     this.channelPrefix = `${prefix}:t:`;
@@ -36,7 +37,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    await Promise.allSettled([this.pub.quit(), this.sub.quit()]);
+    await Promise.allSettled([closeRedis(this.pub), closeRedis(this.sub)]);
   }
 
   async subscribe(topic: string): Promise<void> {
@@ -51,5 +52,14 @@ export class RedisBroker implements Broker {
     this.pub.publish(this.channelPrefix + topic, payload).catch((err: Error) => {
       this.log.warn({ err: err.message, topic }, 'publish failed');
     });
+  }
+}
+
+/** QUIT when connected; otherwise stop reconnecting at once (a QUIT would wait for a connection). */
+export async function closeRedis(c: Redis): Promise<void> {
+  if (c.status === 'ready') {
+    await c.quit().catch(() => c.disconnect());
+  } else {
+    c.disconnect();
   }
 }

@@ -23,6 +23,7 @@ export interface RegistryEvents {
 }
 
 export class EtcdUnavailableError extends Error {}
+export class InvalidConfigError extends Error {}
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -68,8 +69,11 @@ export class EtcdRegistry {
   /** Reads the configuration; throws EtcdUnavailableError when etcd does not answer in time. */
   async loadConfig(timeoutMs: number): Promise<ClusterConfig> {
     const text = await withTimeout(this.client.get(this.configKey).string(), timeoutMs, 'etcd did not answer');
-    this.config = this.parseOrKeep(text, 'start');
-    return this.config;
+    if (text === null) return (this.config = defaultClusterConfig());
+    const r = parseClusterConfig(text);
+    // At start an invalid configuration is fatal (fail fast); later, the last good one is kept.
+    if (!r.ok) throw new InvalidConfigError(`invalid configuration at ${this.configKey}: ${r.error}`);
+    return (this.config = r.config);
   }
 
   private parseOrKeep(text: string | null, when: string): ClusterConfig {

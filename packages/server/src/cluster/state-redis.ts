@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { closeRedis } from './broker-redis.js';
 import type {
   ChannelInfo, ClusterState, JoinResult, KickResult, Member, ModeChange, ModeResult, PartResult,
   TopicResult, UserInfo,
@@ -170,7 +171,7 @@ export class RedisClusterState implements ClusterState {
   private started = false;
 
   constructor(url: string, private readonly prefix: string, private readonly log: Logger) {
-    this.redis = new Redis(url, { enableAutoPipelining: true, lazyConnect: true, maxRetriesPerRequest: 20, connectionName: 'parley-state' });
+    this.redis = new Redis(url, { enableAutoPipelining: true, lazyConnect: true, maxRetriesPerRequest: 3, connectionName: 'parley-state' });
     this.redis.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis state connection error'));
   }
 
@@ -184,7 +185,7 @@ export class RedisClusterState implements ClusterState {
   async close(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    await this.redis.quit().catch(() => undefined);
+    await closeRedis(this.redis);
   }
 
   private async loadScripts(): Promise<void> {

@@ -277,7 +277,7 @@ async function joinOne(node: ChatNode, s: Session, name: string, r: Reply): Prom
 
 async function sendNames(node: ChatNode, s: Session, key: string, name: string, r: Reply): Promise<void> {
   const members = await node.state.members(key);
-  const head = node.numericLine(s, N.RPL_NAMREPLY, ['=', name, '']).slice(0, -1);
+  const head = node.numericLine(s, N.RPL_NAMREPLY, ['=', name, '']);
   let line = head;
   let count = 0;
   for (const m of members) {
@@ -532,7 +532,8 @@ const privmsg: Handler = (node, s, msg, r) => {
   const target = msg.params[0] as string;
   const text = msg.params[1] as string;
   if (target.includes(',')) {
-    return num(node, s, r, N.ERR_TOOMANYTARGETS, target, 'Too many targets, send to one at a time');
+    if (!notice) num(node, s, r, N.ERR_TOOMANYTARGETS, target, 'Too many targets, send to one at a time');
+    return;
   }
   node.metrics.messagesIn.inc({ kind: cmd });
   node.stats.messagesIn++;
@@ -546,9 +547,10 @@ async function channelMessage(node: ChatNode, s: Session, cmd: string, target: s
   let room = s.rooms.get(key);
   if (!room) {
     // Not a member: allowed only into an existing channel without +n.
+    // NOTICE never gets automatic replies (RFC 2812 3.3.2).
     const ch = await node.state.channel(key);
-    if (!ch) return num(node, s, r, N.ERR_NOSUCHCHANNEL, target, 'No such channel');
-    if (ch.modes.includes('n')) return num(node, s, r, N.ERR_CANNOTSENDTOCHAN, ch.name, 'Cannot send to channel');
+    if (!ch) return cmd === 'NOTICE' ? undefined : num(node, s, r, N.ERR_NOSUCHCHANNEL, target, 'No such channel');
+    if (ch.modes.includes('n')) return cmd === 'NOTICE' ? undefined : num(node, s, r, N.ERR_CANNOTSENDTOCHAN, ch.name, 'Cannot send to channel');
     target = ch.name;
     room = undefined;
   } else {
@@ -600,7 +602,7 @@ async function directMessage(node: ChatNode, s: Session, cmd: string, target: st
   if (recipient) {
     if (recipient !== s) {
       recipient.write(out.lineFor(recipient.caps));
-      node.metrics.deliveries.inc();
+      node.countDelivery(out, 1);
     }
     return;
   }
@@ -635,13 +637,14 @@ const chathistory: Handler = async (node, s, msg, r) => {
     }
     const acts = await node.store.targets([...s.rooms.keys()], s.nickKey, Math.min(a, b), Math.max(a, b), Math.min(limit, max));
     const id = batchId();
-    r.singleBatch = true;
-    r.send(`:${node.serverName} BATCH +${id} draft/chathistory-targets`);
+    const batched = s.has(Cap.Batch);
+    r.singleBatch = batched;
+    if (batched) r.send(`:${node.serverName} BATCH +${id} draft/chathistory-targets`);
     for (const t of acts) {
       const name = t.room.startsWith('dm:') ? otherNick(t.room, s.nickKey) : (s.rooms.get(t.room)?.name ?? t.target);
-      r.send(`@batch=${id} :${node.serverName} CHATHISTORY TARGETS ${name} ${new Date(t.latest).toISOString()}`);
+      r.send(`${batched ? `@batch=${id} ` : ''}:${node.serverName} CHATHISTORY TARGETS ${name} ${new Date(t.latest).toISOString()}`);
     }
-    r.send(`:${node.serverName} BATCH -${id}`);
+    if (batched) r.send(`:${node.serverName} BATCH -${id}`);
     return;
   }
   const kinds = ['LATEST', 'BEFORE', 'AFTER', 'AROUND', 'BETWEEN'];
@@ -651,6 +654,10 @@ const chathistory: Handler = async (node, s, msg, r) => {
   const room = isChannel(target) ? lower(target) : dmRoom(s.nick, target);
   if (isChannel(target) ? !validChannel(node, target) : !validNick(node, target)) {
     return fail(node, r, 'CHATHISTORY', 'INVALID_TARGET', [sub, target], 'Invalid target');
+  }
+  // A channel's history is for its members (JOIN first, then fill the gap).
+  if (isChannel(target) && !s.rooms.has(room)) {
+    return fail(node, r, 'CHATHISTORY', 'INVALID_TARGET', [sub, target], 'You are not on that channel');
   }
   const nsel = sub === 'BETWEEN' ? 2 : 1;
   const limitArg = msg.params[2 + nsel];

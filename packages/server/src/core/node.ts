@@ -54,6 +54,7 @@ export class ChatNode {
   readonly startedAt = Date.now();
   readonly maxSendQueueBytes: number;
   draining = false;
+  private readonly ownTag: string;
 
   private flushQueue: Session[] = [];
   /** QUIT clean-ups in flight; shutdown waits for them */
@@ -71,6 +72,7 @@ export class ChatNode {
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.maxSendQueueBytes = opts.maxSendQueueBytes ?? 8 * 1024 * 1024;
+    this.ownTag = `"o":${JSON.stringify(this.id)},`;
   }
 
   setBroker(b: Broker): void {
@@ -108,10 +110,13 @@ export class ChatNode {
     this.flushScheduled = false;
     const q = this.flushQueue;
     this.flushQueue = [];
+    let lines = 0;
     for (const s of q) {
+      lines += s.pending;
       const buffered = s.flush();
       if (buffered > this.maxSendQueueBytes) this.drop(s, 'SendQ exceeded', 'sendq');
     }
+    this.metrics.linesOut.inc(lines);
   };
 
   /** A line arrived from a client. Never throws: every problem becomes a reply. */
@@ -137,7 +142,12 @@ export class ChatNode {
 
   /** A line the transport could not even decode (too long, bad UTF-8). */
   lineError(s: Session, err: LineError): void {
+    if (s.closed) return;
     this.metrics.protocolErrors.inc({ code: err.code });
+    if (!this.takeToken(s)) {
+      this.drop(s, 'Excess Flood', 'flood');
+      return;
+    }
     switch (err.code) {
       case 'EMPTY':
         return;
@@ -298,7 +308,7 @@ export class ChatNode {
     return room;
   }
 
-  private readonly countDelivery = (out: Outgoing, n: number): void => {
+  readonly countDelivery = (_out: Outgoing, n: number): void => {
     this.stats.deliveries += n;
     this.metrics.deliveries.inc(n);
   };
@@ -383,6 +393,8 @@ export class ChatNode {
   // ---- from other instances ----------------------------------------------------------------
 
   onBrokerMessage(topic: string, payload: string): void {
+    // Every envelope starts `{"k":"x","o":"<origin>",`: our own are dropped before decoding.
+    if (payload.startsWith(this.ownTag, 9)) return;
     const env = decodeEnvelope(payload);
     if (!env) {
       this.log.warn({ topic }, 'undecodable message from the broker dropped');

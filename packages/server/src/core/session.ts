@@ -78,6 +78,11 @@ export class Session {
     return (this.caps & Cap.EchoMessage) !== 0;
   }
 
+  /** lines queued and not yet flushed */
+  get pending(): number {
+    return this.out.length;
+  }
+
   write(line: string): void {
     if (this.closed) return;
     this.out.push(line);
