@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { IrcClient, parseMsgid, type IrcMessage } from '@parley/protocol';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
+import { seen } from '../harness/irc.js';
 import { spawnParley, type ParleyProcess } from '../harness/parley.js';
 
 /*
@@ -25,11 +26,6 @@ async function client(p: ParleyProcess, nick: string, transport: 'tcp' | 'ws' = 
   return c;
 }
 
-/** Waits for a message, including one that arrived before the call. */
-function seen(c: IrcClient, pred: (m: IrcMessage) => boolean, timeoutMs = 5000): Promise<IrcMessage> {
-  const old = c.messages.find(pred);
-  return old ? Promise.resolve(old) : c.waitFor(pred, timeoutMs);
-}
 
 const isPrivmsg = (text: string) => (m: IrcMessage) => m.command === 'PRIVMSG' && m.params[1] === text;
 

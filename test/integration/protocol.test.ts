@@ -7,6 +7,7 @@ import { WebSocket } from 'ws';
 import { pino } from 'pino';
 import { IrcClient, type IrcMessage } from '@parley/protocol';
 import { InstanceOptionsSchema, ParleyServer } from '@parley/server';
+import { seen } from '../harness/irc.js';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 
 /*
@@ -26,10 +27,6 @@ async function client(nick: string, transport: 'tcp' | 'ws' = 'tcp', caps?: stri
   return c;
 }
 
-function seen(c: IrcClient, pred: (m: IrcMessage) => boolean, timeoutMs = 5000): Promise<IrcMessage> {
-  const old = c.messages.find(pred);
-  return old ? Promise.resolve(old) : c.waitFor(pred, timeoutMs);
-}
 
 /** A raw TCP connection: write bytes, read everything until the server closes or goes quiet. */
 class Raw {

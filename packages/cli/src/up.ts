@@ -39,7 +39,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   let pg: PgHandle | undefined;
   let server: ParleyServer | undefined;
   const stopAll = async () => {
-    await server?.close().catch(() => undefined);
+    // The server gets 10 s to say goodbye to its clients (a backend may be down); then the services stop anyway.
+    await Promise.race([server?.close().catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await Promise.allSettled([etcd?.stop(), redis?.stop(), pg?.stop()]);
     await fs.rm(clusterFile(dir), { force: true });
   };

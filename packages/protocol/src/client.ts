@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { parseCapList } from './caps.js';
+import { SUPPORTED_CAPS, parseCapList } from './caps.js';
 import { LineSplitter, parseLine, serialize } from './message.js';
 import type { IrcMessage, LineError } from './message.js';
 import { N } from './numerics.js';
@@ -39,14 +39,8 @@ export interface IrcClientOptions {
   requestTimeoutMs?: number;
 }
 
-export const DEFAULT_CLIENT_CAPS: readonly string[] = [
-  'message-tags',
-  'server-time',
-  'echo-message',
-  'batch',
-  'labeled-response',
-  'draft/chathistory',
-];
+/** The client asks for every capability Parley supports. */
+export const DEFAULT_CLIENT_CAPS: readonly string[] = SUPPORTED_CAPS;
 
 export const WS_SUBPROTOCOL = 'text.ircv3.net';
 
