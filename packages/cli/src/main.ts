@@ -1,24 +1,10 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { InstanceOptionsSchema, ParleyServer, StartupError, describeZodError } from '@parley/server';
-import { runUp } from './up.js';
-import { runConfig } from './config-cmd.js';
+import { die, intArg, list } from './util.js';
+import { register as registerLab } from './lab/index.js';
+import { register as registerLoad } from './load/index.js';
 
-/** Prints one line and exits non-zero: the CLI's only way to fail. */
-export function die(message: string): never {
-  process.stderr.write(`parley: ${message}\n`);
-  process.exit(1);
-}
-
-function intArg(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-    return n;
-  };
-}
-
-const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter(Boolean)];
 const env = process.env;
 
 const program = new Command('parley')
@@ -69,27 +55,7 @@ program
     }
   });
 
-program
-  .command('up')
-  .description('run Parley on this machine: etcd, Redis, PostgreSQL and one server, in the foreground')
-  .option('--state-dir <dir>', 'where data, logs and pids live', env.PARLEY_STATE_DIR ?? '.parley')
-  .option('--tcp-port <port>', 'IRC over TCP port', intArg('--tcp-port'), 6667)
-  .option('--ws-port <port>', 'HTTP and WebSocket port', intArg('--ws-port'), 8080)
-  .action(async (o: { stateDir: string; tcpPort: number; wsPort: number }) => {
-    await runUp(o).catch((err: Error) => die(err.message));
-  });
-
-program
-  .command('config')
-  .description('read or change the cluster configuration in etcd')
-  .argument('<action>', 'get | set | validate')
-  .argument('[value]', 'JSON for set (or @file)')
-  .option('--etcd <urls>', 'etcd endpoints [env PARLEY_ETCD]', list)
-  .option('--prefix <name>', 'cluster namespace', env.PARLEY_PREFIX ?? 'parley')
-  .option('--state-dir <dir>', 'state directory of a local `parley up` (to find its etcd)', env.PARLEY_STATE_DIR ?? '.parley')
-  .action(async (action: string, value: string | undefined, o: { etcd?: string[]; prefix: string; stateDir: string }) => {
-    o.etcd ??= env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined;
-    await runConfig(action, value, o).catch((err: Error) => die(err.message));
-  });
+registerLab(program);
+registerLoad(program);
 
 program.parseAsync(process.argv).catch((err: Error) => die(err.message));
