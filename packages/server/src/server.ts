@@ -60,6 +60,9 @@ export class ParleyServer {
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
       instanceGone: (id) => this.reap(id),
+      registeredAgain: () => {
+        this.node?.reassert().catch((err: Error) => this.log.error({ err: err.message }, 'putting local users back failed'));
+      },
     }, this.log);
     let config;
     try {
@@ -196,6 +199,9 @@ export class ParleyServer {
     await this.starting?.catch(() => undefined);
     this.ready = false;
     if (this.timer) clearInterval(this.timer);
+    // The front door takes a draining instance out before its clients are told to reconnect.
+    if (this.node) this.node.draining = true;
+    this.registry?.update({ state: 'draining' });
     if (this.tcp?.listening) this.tcp.close();
     await this.node?.close();
     await this.http?.close().catch(() => undefined);

@@ -20,6 +20,11 @@ export interface RegistryEvents {
   config(cfg: ClusterConfig): void;
   /** an instance's registration disappeared: it stopped or its lease expired */
   instanceGone(id: string): void;
+  /**
+   * This instance registered again after losing its lease: meanwhile the others may have taken
+   * it for dead and released its users.
+   */
+  registeredAgain(): void;
 }
 
 export class EtcdUnavailableError extends Error {}
@@ -137,7 +142,7 @@ export class EtcdRegistry {
     if (this.regrantTimer || this.closed) return;
     this.regrantTimer = setTimeout(() => {
       this.regrantTimer = null;
-      this.grant().catch((err: Error) => {
+      this.grant().then(() => this.events.registeredAgain(), (err: Error) => {
         this.log.warn({ err: err.message }, 'registering again failed; will retry');
         this.lease = null;
         this.scheduleRegrant();

@@ -54,8 +54,28 @@ export type Envelope = RoomMessageEnvelope | DirectEnvelope | ChannelEventEnvelo
 
 const KINDS = new Set(['m', 'd', 'e', 'u']);
 
-/** Decodes an envelope from another instance; null (never a throw) when it is not one. */
-export function decodeEnvelope(payload: string): Envelope | null {
+function isEnvelope(v: unknown): v is Envelope {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as { k?: unknown; o?: unknown; l?: unknown };
+  return typeof e.k === 'string' && KINDS.has(e.k) && typeof e.o === 'string' && typeof e.l === 'string';
+}
+
+/**
+ * One broker payload carries the envelopes an instance published to one topic during one
+ * event-loop tick, in order: `{"o":"<origin>","e":[envelope, ...]}`. Batching turns thousands
+ * of PUBLISH commands (and as many messages for every subscriber) into a few.
+ */
+export function encodeBatch(origin: string, items: string[]): string {
+  return `${batchPrefix(origin)}"e":[${items.join(',')}]}`;
+}
+
+/** What every payload of `origin` starts with: lets an instance skip its own without decoding. */
+export function batchPrefix(origin: string): string {
+  return `{"o":${JSON.stringify(origin)},`;
+}
+
+/** Decodes a payload from another instance; null (never a throw) when it is not a valid batch. */
+export function decodeBatch(payload: string): Envelope[] | null {
   let v: unknown;
   try {
     v = JSON.parse(payload);
@@ -63,9 +83,9 @@ export function decodeEnvelope(payload: string): Envelope | null {
     return null;
   }
   if (typeof v !== 'object' || v === null) return null;
-  const e = v as { k?: unknown; o?: unknown; l?: unknown };
-  if (typeof e.k !== 'string' || !KINDS.has(e.k) || typeof e.o !== 'string' || typeof e.l !== 'string') return null;
-  return v as Envelope;
+  const list = (v as { e?: unknown }).e;
+  if (!Array.isArray(list)) return null;
+  return list.every(isEnvelope) ? (list as Envelope[]) : null;
 }
 
 export const topics = {

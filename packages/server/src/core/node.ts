@@ -6,7 +6,7 @@ import type { Broker } from '../cluster/broker.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { MessageStore } from '../store/store.js';
 import type { Metrics } from '../metrics.js';
-import { decodeEnvelope, topics, type Envelope } from './envelope.js';
+import { batchPrefix, decodeBatch, encodeBatch, topics, type Envelope } from './envelope.js';
 import { Outgoing } from './outgoing.js';
 import { LocalRoom } from './room.js';
 import { Session, type Transport } from './session.js';
@@ -57,6 +57,8 @@ export class ChatNode {
   private readonly ownTag: string;
 
   private flushQueue: Session[] = [];
+  private readonly outbox = new Map<string, string[]>();
+  private outboxScheduled = false;
   /** QUIT clean-ups in flight; shutdown waits for them */
   private readonly releasing = new Set<Promise<void>>();
   private flushScheduled = false;
@@ -72,7 +74,7 @@ export class ChatNode {
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.maxSendQueueBytes = opts.maxSendQueueBytes ?? 8 * 1024 * 1024;
-    this.ownTag = `"o":${JSON.stringify(this.id)},`;
+    this.ownTag = batchPrefix(this.id);
   }
 
   setBroker(b: Broker): void {
@@ -361,10 +363,23 @@ export class ChatNode {
     }
   }
 
+  /** Queues an envelope for the other instances; the envelopes of one tick leave as one payload per topic. */
   publish(topic: string, env: Envelope): void {
     this.metrics.brokerOut.inc();
-    this.broker.publish(topic, JSON.stringify(env));
+    let q = this.outbox.get(topic);
+    if (!q) this.outbox.set(topic, (q = []));
+    q.push(JSON.stringify(env));
+    if (!this.outboxScheduled) {
+      this.outboxScheduled = true;
+      setImmediate(this.flushOutbox);
+    }
   }
+
+  private readonly flushOutbox = (): void => {
+    this.outboxScheduled = false;
+    for (const [topic, items] of this.outbox) this.broker.publish(topic, encodeBatch(this.id, items));
+    this.outbox.clear();
+  };
 
   // ---- messages ----------------------------------------------------------------------------
 
@@ -393,13 +408,17 @@ export class ChatNode {
   // ---- from other instances ----------------------------------------------------------------
 
   onBrokerMessage(topic: string, payload: string): void {
-    // Every envelope starts `{"k":"x","o":"<origin>",`: our own are dropped before decoding.
-    if (payload.startsWith(this.ownTag, 9)) return;
-    const env = decodeEnvelope(payload);
-    if (!env) {
+    // Our own payloads (already delivered locally) are dropped before decoding.
+    if (payload.startsWith(this.ownTag)) return;
+    const batch = decodeBatch(payload);
+    if (!batch) {
       this.log.warn({ topic }, 'undecodable message from the broker dropped');
       return;
     }
+    for (const env of batch) this.onEnvelope(env);
+  }
+
+  private onEnvelope(env: Envelope): void {
     if (env.o === this.id) return;
     this.metrics.brokerIn.inc();
     switch (env.k) {
@@ -464,6 +483,27 @@ export class ChatNode {
       if (u) this.announceUser(rooms, `:${u.nick}!${u.user}@${u.host} QUIT :*.net *.split`);
     }
     await this.state.forgetInstance(inst);
+  }
+
+  /**
+   * After this instance lost its lease (cut off from etcd), the others may have released its
+   * users. Puts every local user back into the cluster state; one whose nick was taken meanwhile
+   * is told to reconnect.
+   */
+  async reassert(): Promise<void> {
+    await this.state.addInstance(this.id);
+    for (const s of [...this.nicks.values()]) {
+      if (s.closed) continue;
+      const claimed = await this.state.claimNick({
+        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.id,
+        server: this.serverName, away: s.away, signon: s.connectedAt,
+      });
+      if (!claimed && (await this.state.getUser(s.nick))?.inst !== this.id) {
+        this.drop(s, 'Nick taken during a network split, please reconnect', 'split');
+        continue;
+      }
+      for (const room of s.rooms.values()) await this.state.join(room.key, room.name, s.nick, this.config.limits.channelsPerUser);
+    }
   }
 
   // ---- housekeeping ------------------------------------------------------------------------
