@@ -9,8 +9,8 @@ const env = process.env;
 
 const program = new Command('parley')
   .description('Parley: horizontally scalable IRC-compatible chat on etcd, Redis and PostgreSQL')
-  .showHelpAfterError()
-  .configureOutput({ outputError: (str, write) => write(str) });
+  // Errors are one line (`parley: ...`) and a non-zero exit; `--help` shows the usage.
+  .configureOutput({ outputError: (str, write) => write(`parley: ${str.replace(/^error: /, '')}`) });
 
 program
   .command('server')
