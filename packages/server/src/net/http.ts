@@ -100,6 +100,40 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+const OPCODE_TEXT = 0x81; // FIN + text
+const OPCODE_BINARY = 0x82; // FIN + binary
+
+/** Unmasked WebSocket frames (RFC 6455 5.2), one per line, in one buffer. */
+export function encodeFrames(lines: string[], opcode: number): Buffer {
+  let total = 0;
+  const sizes = new Array<number>(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const n = Buffer.byteLength(lines[i] as string);
+    sizes[i] = n;
+    total += n + (n < 126 ? 2 : n < 65536 ? 4 : 10);
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const n = sizes[i] as number;
+    buf[o++] = opcode;
+    if (n < 126) {
+      buf[o++] = n;
+    } else if (n < 65536) {
+      buf[o++] = 126;
+      buf.writeUInt16BE(n, o);
+      o += 2;
+    } else {
+      buf[o++] = 127;
+      buf.writeUInt32BE(Math.floor(n / 2 ** 32), o);
+      buf.writeUInt32BE(n >>> 0, o + 4);
+      o += 8;
+    }
+    o += buf.write(lines[i] as string, o);
+  }
+  return buf;
+}
+
 function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMessage): void {
   const binary = ws.protocol === WS_BINARY;
   const transport: Transport = {
@@ -107,12 +141,12 @@ function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMess
     remoteAddress: req.socket.remoteAddress ?? 'unknown',
     writeLines(lines: string[]): void {
       if (ws.readyState !== ws.OPEN) return;
-      // One frame per line; corked so that the frames of one flush leave in one write.
-      socket.cork();
-      for (const l of lines) ws.send(binary ? Buffer.from(l) : l, { binary });
-      socket.uncork();
+      // One frame per line, all frames of one flush in one buffer and one write. Server frames
+      // are unmasked, so they are plain header + payload; the ws library only writes whole frames
+      // of its own (close, pong) to the same socket, so they cannot interleave with these.
+      socket.write(encodeFrames(lines, binary ? OPCODE_BINARY : OPCODE_TEXT));
     },
-    bufferedBytes: () => ws.bufferedAmount,
+    bufferedBytes: () => socket.writableLength + ws.bufferedAmount,
     close: () => ws.close(1000),
   };
   const s = node.connect(transport);
