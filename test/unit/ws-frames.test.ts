@@ -9,7 +9,7 @@ interface FrameReceiver {
   on(ev: 'error', fn: (err: Error) => void): void;
   write(chunk: Buffer, cb: (err?: Error | null) => void): void;
 }
-const Receiver = createRequire(import.meta.url)('ws/lib/receiver.js') as new (o: { isServer: boolean }) => FrameReceiver;
+const Receiver = (createRequire(import.meta.url)('ws') as { Receiver: new (o: { isServer: boolean }) => FrameReceiver }).Receiver;
 
 it('encodeFrames writes frames that a WebSocket client decodes, at every length class', async () => {
   const lines = ['short', 'é'.repeat(100), 'x'.repeat(125), 'y'.repeat(126), 'z'.repeat(70_000), ''];
