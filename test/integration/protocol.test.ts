@@ -291,6 +291,18 @@ describe('HTTP API', () => {
     assert.equal(stats.cluster.instances.length, 1);
   });
 
+  it('publishes an OpenAPI description of every route it serves', async () => {
+    const doc = (await get('/api/openapi.json')).body as { openapi: string; paths: Record<string, { get?: { responses: Record<string, unknown> } }> };
+    assert.equal(doc.openapi, '3.1.0');
+    for (const [path, item] of Object.entries(doc.paths)) {
+      const res = await get(path);
+      assert.ok(item.get?.responses[String(res.status)], `${path} answered ${res.status}, which its description does not list`);
+    }
+    const source = await import('node:fs').then((fs) => fs.readFileSync(new URL('../../packages/server/src/net/http.ts', import.meta.url), 'utf8'));
+    const routes = [...source.matchAll(/app\.get\('([^']+)'/g)].map((m) => m[1]);
+    assert.deepEqual(routes.filter((r) => r && !(r in doc.paths)), [], 'every route is described');
+  });
+
   it('answers bad requests with a 4xx and a JSON body', async () => {
     const bad = await get('/api/rooms?limit=-4');
     assert.equal(bad.status, 400);

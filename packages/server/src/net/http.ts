@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
 import type { Transport } from '../core/session.js';
+import { OPENAPI } from './openapi.js';
 
 export const WS_TEXT = 'text.ircv3.net';
 export const WS_BINARY = 'binary.ircv3.net';
@@ -37,6 +38,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     void reply.status(404).send({ error: `no route ${req.method} ${req.url}`, statusCode: 404 });
   });
 
+  app.get('/api/openapi.json', async () => OPENAPI);
   app.get('/healthz', async () => ({ status: 'ok', instance: node.id }));
   app.get('/readyz', async (_req, reply) => {
     const ok = deps.ready() && !node.draining;
