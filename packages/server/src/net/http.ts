@@ -7,6 +7,9 @@ import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
 import type { Transport } from '../core/session.js';
 import { OPENAPI } from './openapi.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { WEB_ROOT } from '@parley/web';
 
 export const WS_TEXT = 'text.ircv3.net';
 export const WS_BINARY = 'binary.ircv3.net';
@@ -39,6 +42,10 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   });
 
   app.get('/api/openapi.json', async () => OPENAPI);
+  // The browser client and the dashboard: a handful of static files, read once at start.
+  for (const [route, file] of staticFiles()) {
+    app.get(route, async (_req, reply) => reply.type(file.type).header('cache-control', 'no-cache').send(file.body));
+  }
   app.get('/healthz', async () => ({ status: 'ok', instance: node.id }));
   app.get('/readyz', async (_req, reply) => {
     const ok = deps.ready() && !node.draining;
@@ -98,6 +105,24 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     wss.close();
   });
   return app;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
+function staticFiles(): Map<string, { type: string; body: Buffer }> {
+  const files = new Map<string, { type: string; body: Buffer }>();
+  for (const name of readdirSync(WEB_ROOT)) {
+    const type = TYPES[path.extname(name)];
+    if (!type) continue;
+    const file = { type, body: readFileSync(path.join(WEB_ROOT, name)) };
+    files.set(`/${name}`, file);
+    if (name === 'index.html') files.set('/', file);
+  }
+  return files;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
