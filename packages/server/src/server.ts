@@ -136,7 +136,7 @@ export class ParleyServer {
     await this.reconcile();
     let n = 0;
     this.timer = setInterval(() => {
-      this.registry.update({ connections: this.node.sessions.size });
+      void this.registry.update({ connections: this.node.sessions.size });
       if (++n % RECONCILE_EVERY === 0) void this.reconcile();
     }, REGISTRY_UPDATE_MS);
     this.timer.unref();
@@ -199,9 +199,10 @@ export class ParleyServer {
     await this.starting?.catch(() => undefined);
     this.ready = false;
     if (this.timer) clearInterval(this.timer);
-    // The front door takes a draining instance out before its clients are told to reconnect.
+    // The front door takes a draining instance out before its clients are told to reconnect
+    // (waiting at most half a second for etcd to take the news).
     if (this.node) this.node.draining = true;
-    this.registry?.update({ state: 'draining' });
+    if (this.registry) await Promise.race([this.registry.update({ state: 'draining' }), new Promise((r) => setTimeout(r, 500).unref())]);
     if (this.tcp?.listening) this.tcp.close();
     await this.node?.close();
     await this.http?.close().catch(() => undefined);

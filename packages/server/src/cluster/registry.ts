@@ -1,4 +1,5 @@
-import { Etcd3, type Lease, type Watcher } from 'etcd3';
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import { createEtcdClient } from './etcd-client.js';
 import type { Logger } from 'pino';
 import { type ClusterConfig, defaultClusterConfig, parseClusterConfig } from '../config.js';
 
@@ -60,7 +61,7 @@ export class EtcdRegistry {
     private readonly events: RegistryEvents,
     private readonly log: Logger,
   ) {
-    this.client = new Etcd3({ hosts: endpoints, dialTimeout: 2000 });
+    this.client = createEtcdClient(endpoints);
   }
 
   get configKey(): string {
@@ -155,15 +156,16 @@ export class EtcdRegistry {
     return this.instancesPrefix + id;
   }
 
-  /** Updates the published record (connection count, state); errors are logged, not thrown. */
-  update(patch: Partial<InstanceRecord>): void {
+  /** Updates the published record (connection count, state); errors are logged, never thrown. */
+  async update(patch: Partial<InstanceRecord>): Promise<void> {
     if (!this.record) return;
     this.record = { ...this.record, ...patch };
     const lease = this.lease;
     if (!lease) return;
-    lease.put(this.instanceKey(this.record.id)).value(JSON.stringify(this.record)).catch((err: Error) => {
-      this.log.debug({ err: err.message }, 'registry update failed');
-    });
+    await lease.put(this.instanceKey(this.record.id)).value(JSON.stringify(this.record)).then(
+      () => undefined,
+      (err: Error) => this.log.debug({ err: err.message }, 'registry update failed'),
+    );
   }
 
   async liveInstances(): Promise<InstanceRecord[]> {

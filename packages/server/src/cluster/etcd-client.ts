@@ -1,0 +1,19 @@
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from 'cockatiel';
+import { Etcd3, isRecoverableError } from 'etcd3';
+
+/**
+ * An etcd client for an instance. The etcd3 default opens a per-host circuit breaker for 5 s
+ * after three failures, so for 5 s after etcd comes back every call is refused (a JOIN to a new
+ * room could not pin its shard). Here the breaker tries again after half a second.
+ */
+export function createEtcdClient(hosts: string[]): Etcd3 {
+  const recoverable = handleWhen(isRecoverableError);
+  return new Etcd3({
+    hosts,
+    dialTimeout: 2000,
+    faultHandling: {
+      host: () => circuitBreaker(recoverable, { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+      global: retry(recoverable, { maxAttempts: 3 }),
+    },
+  });
+}
