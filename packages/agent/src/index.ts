@@ -25,3 +25,48 @@ export {
   type RunAs,
   type InitdbOptions,
 } from './postgres.js';
+export {
+  HostPlanSchema,
+  HostFileSchema,
+  InstancePlanSchema,
+  ShardPlanSchema,
+  FrontDoorPlanSchema,
+  RESERVED_UNIT_NAMES,
+  emptyPlan,
+  parsePlan,
+  planKey,
+  planUnitNames,
+  etcdEndpoints,
+  defaultHostName,
+  describeIssues,
+  type HostPlan,
+  type HostFile,
+  type InstancePlan,
+  type ShardPlan,
+  type FrontDoorPlan,
+} from './plan.js';
+export {
+  statePaths,
+  stateDirKind,
+  initStateDir,
+  runDirFor,
+  writeJsonAtomic,
+  readJsonFile,
+  readStatus,
+  liveAgent,
+  procStartTicks,
+  procCmdline,
+  pidAlive,
+  sameProcess,
+  StateDirError,
+  MARKER_FILE,
+  type StatePaths,
+  type StateDirKind,
+  type AgentStatus,
+  type ProcessStatus,
+  type FrontDoorMember,
+} from './statedir.js';
+export { Supervisor, errorLine, type UnitSpec, type UnitKind, type UnitState, type UnitSnapshot, type Running } from './supervisor.js';
+export { renderHaproxyConfig, haproxyBinary, haproxyCommand, haproxyStats, haproxyInfo, startHaproxy, slotName, type StatRow, type SlotConfig } from './haproxy.js';
+export { FrontDoorController } from './frontdoor.js';
+export { Agent, AgentError, SHARD_PG_SETTINGS, type AgentOptions } from './agent.js';

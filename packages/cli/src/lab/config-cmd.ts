@@ -1,49 +1,283 @@
+/**
+ * `parley config`: the cluster's etcd tree. get/set/edit/validate work on the cluster configuration
+ * (`/<prefix>/config`, validated by the server's own schema); `get KEY` reads any key; export and
+ * import turn the whole tree into a directory of JSON files and back, so the same configuration can
+ * be reviewed, versioned and applied elsewhere.
+ */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { z } from 'zod';
 import { ClusterConfigSchema, describeZodError, parseClusterConfig } from '@parley/server';
-import { clusterFile, type ClusterFile } from './up.js';
+import { etcdEndpoints, parsePlan, stateDirKind, statePaths } from '@parley/agent';
+import { LabError, readHostFile } from './common.js';
 
 export interface ConfigCmdOptions {
   etcd?: string[];
-  prefix: string;
+  prefix?: string;
   stateDir: string;
 }
 
-async function endpoints(o: ConfigCmdOptions): Promise<string[]> {
-  if (o.etcd?.length) return o.etcd;
-  const text = await fs.readFile(clusterFile(o.stateDir), 'utf8').catch(() => null);
-  if (!text) throw new Error(`no --etcd given and no running cluster found in ${o.stateDir} (start one with: parley up)`);
-  return [(JSON.parse(text) as ClusterFile).etcd];
+const EXPORT_MARKER = '.parley-export.json';
+
+async function connect(o: ConfigCmdOptions): Promise<{ client: Etcd3; prefix: string }> {
+  let hosts = o.etcd?.length ? o.etcd : undefined;
+  let prefix = o.prefix;
+  if (!hosts) {
+    const p = statePaths(o.stateDir);
+    const host = stateDirKind(p.root) === 'parley' ? await readHostFile(p) : undefined;
+    if (!host) throw new LabError(`no --etcd given and no cluster set up in ${p.root} (start one with: parley up, or pass --etcd URLS)`);
+    hosts = etcdEndpoints(host);
+    prefix ??= host.prefix;
+  }
+  return { client: new Etcd3({ hosts, dialTimeout: 2_000 }), prefix: prefix ?? 'parley' };
 }
 
-/** `parley config get|set|validate`: the cluster configuration in etcd, validated by the server's own schema. */
+async function readValue(action: string, value: string | undefined): Promise<string> {
+  if (value === undefined) throw new LabError(`config ${action} needs a JSON value (or @file)`);
+  if (!value.startsWith('@')) return value;
+  return fs.readFile(value.slice(1), 'utf8').catch((err: Error) => {
+    throw new LabError(`cannot read ${value.slice(1)}: ${err.message}`);
+  });
+}
+
+/** `KEY` relative to the prefix, or absolute (`/parley/shards/0`). */
+function absKey(prefix: string, key: string): string {
+  return key.startsWith('/') ? key : `/${prefix}/${key}`;
+}
+
 export async function runConfig(action: string, value: string | undefined, o: ConfigCmdOptions): Promise<void> {
-  const readValue = async (): Promise<string> => {
-    if (value === undefined) throw new Error(`config ${action} needs a JSON value (or @file)`);
-    return value.startsWith('@') ? fs.readFile(value.slice(1), 'utf8') : value;
-  };
   if (action === 'validate') {
-    const r = parseClusterConfig(await readValue());
-    if (!r.ok) throw new Error(`invalid configuration: ${r.error}`);
+    const r = parseClusterConfig(await readValue(action, value));
+    if (!r.ok) throw new LabError(`invalid configuration: ${r.error}`);
     process.stdout.write('valid\n');
     return;
   }
-  if (action !== 'get' && action !== 'set') throw new Error(`unknown config action '${action}' (expected get, set or validate)`);
-  const client = new Etcd3({ hosts: await endpoints(o), dialTimeout: 2000 });
-  const key = `/${o.prefix}/config`;
+  const actions = ['get', 'set', 'edit', 'export', 'import', 'validate'];
+  if (!actions.includes(action)) throw new LabError(`unknown config action '${action}' (expected ${actions.join(', ')})`);
+  if ((action === 'export' || action === 'import') && !value) throw new LabError(`config ${action} needs a directory, e.g. parley config ${action} ./cluster-config`);
+  const { client, prefix } = await connect(o);
+  const key = `/${prefix}/config`;
   try {
-    if (action === 'get') {
-      const text = await client.get(key).string();
-      const cfg = ClusterConfigSchema.safeParse(text ? JSON.parse(text) : {});
-      if (!cfg.success) throw new Error(`the stored configuration is invalid: ${describeZodError(cfg.error)}`);
-      process.stdout.write(`${JSON.stringify(cfg.data, null, 2)}\n`);
-      return;
+    await client.get(key).exec().catch((err: Error) => {
+      throw new LabError(`cannot reach etcd: ${err.message.split('\n')[0]}`);
+    });
+    switch (action) {
+      case 'get': {
+        if (value !== undefined && value !== 'config') {
+          const k = absKey(prefix, value);
+          if (k.endsWith('/')) {
+            const all = await client.getAll().prefix(k).strings();
+            const out = Object.fromEntries(Object.entries(all).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true })).map(([kk, v]) => [kk, tryJson(v)]));
+            process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+            return;
+          }
+          const text = await client.get(k).string();
+          if (text === null) throw new LabError(`no key ${k}`);
+          const v = tryJson(text);
+          process.stdout.write(`${typeof v === 'string' ? v : JSON.stringify(v, null, 2)}\n`);
+          return;
+        }
+        const text = await client.get(key).string();
+        const cfg = ClusterConfigSchema.safeParse(text ? JSON.parse(text) : {});
+        if (!cfg.success) throw new LabError(`the stored configuration is invalid: ${describeZodError(cfg.error)}`);
+        process.stdout.write(`${JSON.stringify(cfg.data, null, 2)}\n`);
+        return;
+      }
+      case 'set': {
+        const r = parseClusterConfig(await readValue(action, value));
+        if (!r.ok) throw new LabError(`invalid configuration: ${r.error}`);
+        await client.put(key).value(JSON.stringify(r.config));
+        process.stdout.write(`stored ${key}\n`);
+        return;
+      }
+      case 'edit':
+        await edit(client, key);
+        return;
+      case 'export':
+        await exportTree(client, prefix, value!);
+        return;
+      case 'import':
+        await importTree(client, prefix, value!);
+        return;
     }
-    const r = parseClusterConfig(await readValue());
-    if (!r.ok) throw new Error(`invalid configuration: ${r.error}`);
-    await client.put(key).value(JSON.stringify(r.config));
-    process.stdout.write(`stored ${key}\n`);
   } finally {
     client.close();
   }
+}
+
+function tryJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+async function edit(client: Etcd3, key: string): Promise<void> {
+  const res = await client.get(key).exec();
+  const kv = res.kvs[0];
+  const cfg = ClusterConfigSchema.safeParse(kv ? JSON.parse(kv.value.toString()) : {});
+  const before = `${JSON.stringify(cfg.success ? cfg.data : JSON.parse(kv!.value.toString()), null, 2)}\n`;
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'parley-config-'));
+  const file = path.join(dir, 'config.json');
+  await fs.writeFile(file, before);
+  const editor = process.env.VISUAL || process.env.EDITOR || 'vi';
+  const r = spawnSync(`${editor} '${file.replace(/'/g, "'\\''")}'`, { shell: true, stdio: 'inherit' });
+  if (r.status !== 0) throw new LabError(`the editor (${editor}) exited with ${r.status ?? r.signal}; nothing changed (your edit: ${file})`);
+  const after = await fs.readFile(file, 'utf8');
+  if (after === before) {
+    await fs.rm(dir, { recursive: true, force: true });
+    process.stdout.write('no change\n');
+    return;
+  }
+  const parsed = parseClusterConfig(after);
+  if (!parsed.ok) throw new LabError(`invalid configuration: ${parsed.error}; nothing changed (your edit is in ${file}; apply it with parley config set @${file})`);
+  const rev = kv ? kv.mod_revision : '0';
+  const t = await client.if(key, 'Mod', '==', rev).then(client.put(key).value(JSON.stringify(parsed.config))).commit();
+  if (!t.succeeded) throw new LabError(`${key} changed while you edited it; nothing changed (your edit is in ${file})`);
+  await fs.rm(dir, { recursive: true, force: true });
+  process.stdout.write(`stored ${key}\n`);
+}
+
+// ---- export / import ------------------------------------------------------------------------
+
+/** A key below the prefix as a file path: segments become directories, the value a .json (or .raw) file. */
+function keyToFile(rel: string, isJson: boolean): string | null {
+  const segs = rel.split('/');
+  if (segs.some((s) => s === '' || s === '.' || s === '..' || s.startsWith('.'))) return null;
+  return `${segs.join('/')}${isJson ? '.json' : '.raw'}`;
+}
+
+async function exportTree(client: Etcd3, prefix: string, dir: string): Promise<void> {
+  const root = `/${prefix}/`;
+  const res = await client.getAll().prefix(root).exec();
+  const abs = path.resolve(dir);
+  const entries = await fs.readdir(abs).catch(() => null);
+  if (entries && entries.length > 0) {
+    if (!entries.includes(EXPORT_MARKER)) throw new LabError(`${abs} is not empty and holds no earlier export (${EXPORT_MARKER}); choose an empty or new directory`);
+    // Replace the earlier export: keys removed from etcd must not linger as files.
+    const old = JSON.parse(await fs.readFile(path.join(abs, EXPORT_MARKER), 'utf8')) as { files?: string[] };
+    for (const f of old.files ?? []) await fs.rm(path.join(abs, f), { force: true });
+  }
+  await fs.mkdir(abs, { recursive: true });
+  const files: string[] = [];
+  const skipped: string[] = [];
+  let leased = 0;
+  for (const kv of res.kvs) {
+    // Leased keys (the instance registry) are runtime state, not configuration.
+    if (kv.lease !== '0') {
+      leased++;
+      continue;
+    }
+    const key = kv.key.toString();
+    const text = kv.value.toString();
+    const json = tryJsonStrict(text);
+    const rel = keyToFile(key.slice(root.length), json !== undefined);
+    if (!rel) {
+      skipped.push(key);
+      continue;
+    }
+    const file = path.join(abs, rel);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.writeFile(file, json !== undefined ? `${JSON.stringify(json, null, 2)}\n` : text);
+    files.push(rel);
+  }
+  await fs.writeFile(path.join(abs, EXPORT_MARKER), `${JSON.stringify({ prefix, exportedAt: new Date().toISOString(), revision: res.header.revision, files: files.sort() }, null, 2)}\n`);
+  await removeEmptyDirs(abs);
+  process.stdout.write(`exported ${files.length} key(s) under ${root} to ${abs}${leased ? ` (left out ${leased} leased runtime key(s): the instance registry)` : ''}\n`);
+  if (skipped.length) process.stdout.write(`skipped keys that cannot be file names: ${skipped.join(', ')}\n`);
+}
+
+function tryJsonStrict(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+async function removeEmptyDirs(dir: string): Promise<boolean> {
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  let empty = true;
+  for (const e of entries) {
+    if (e.isDirectory()) {
+      if (await removeEmptyDirs(path.join(dir, e.name))) await fs.rmdir(path.join(dir, e.name));
+      else empty = false;
+    } else empty = false;
+  }
+  return empty;
+}
+
+async function listFiles(dir: string, rel = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(path.join(dir, rel), { withFileTypes: true })) {
+    if (e.name.startsWith('.')) continue;
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(dir, r)));
+    else out.push(r);
+  }
+  return out;
+}
+
+const ShardEntrySchema = z.object({
+  id: z.number().int().min(0),
+  url: z.string().url(),
+  poolSize: z.number().int().min(1).max(100).optional(),
+  state: z.enum(['active', 'draining']).optional(),
+}).passthrough();
+
+const RoomPinSchema = z.object({ shard: z.number().int().min(0) }).passthrough();
+
+/** Checks one file's value for its key; returns the value to store, or throws a LabError. */
+function validateEntry(rel: string, key: string, text: string, isJson: boolean): string {
+  if (!isJson) return text;
+  const json = tryJsonStrict(text);
+  if (json === undefined) throw new LabError(`${rel}: not valid JSON`);
+  const where = key.split('/').slice(2);
+  if (where[0] === 'instances') throw new LabError(`${rel}: instances/ are runtime registrations made by running servers; remove it from the directory`);
+  if (where.length === 1 && where[0] === 'config') {
+    const r = parseClusterConfig(text);
+    if (!r.ok) throw new LabError(`${rel}: invalid configuration: ${r.error}`);
+    return JSON.stringify(r.config);
+  }
+  if (where[0] === 'shards' && where.length === 2) {
+    const r = ShardEntrySchema.safeParse(json);
+    if (!r.success) throw new LabError(`${rel}: invalid shard entry: ${describeZodError(r.error)}`);
+    if (String(r.data.id) !== where[1]) throw new LabError(`${rel}: its id ${r.data.id} must equal the key's shard number ${where[1]}`);
+  }
+  if (where[0] === 'rooms' && where.length === 2) {
+    const r = RoomPinSchema.safeParse(json);
+    if (!r.success) throw new LabError(`${rel}: invalid room entry: ${describeZodError(r.error)}`);
+  }
+  if (where[0] === 'hosts' && where.length === 3 && where[2] === 'plan') {
+    const r = parsePlan(text);
+    if (!r.ok) throw new LabError(`${rel}: invalid host plan: ${r.error}`);
+  }
+  return JSON.stringify(json);
+}
+
+async function importTree(client: Etcd3, prefix: string, dir: string): Promise<void> {
+  const abs = path.resolve(dir);
+  const st = await fs.stat(abs).catch(() => null);
+  if (!st?.isDirectory()) throw new LabError(`${abs} is not a directory`);
+  const files = (await listFiles(abs)).sort();
+  if (files.length === 0) throw new LabError(`${abs} holds no files to import`);
+  const puts: Array<{ key: string; value: string }> = [];
+  for (const rel of files) {
+    const isJson = rel.endsWith('.json');
+    if (!isJson && !rel.endsWith('.raw')) throw new LabError(`${rel}: unexpected file (an export holds only .json and .raw files)`);
+    const key = `/${prefix}/${rel.slice(0, rel.length - (isJson ? 5 : 4))}`;
+    const text = await fs.readFile(path.join(abs, rel), 'utf8');
+    puts.push({ key, value: validateEntry(rel, key, text, isJson) });
+  }
+  // etcd allows 128 operations per transaction by default.
+  for (let i = 0; i < puts.length; i += 100) {
+    const batch = puts.slice(i, i + 100);
+    const ops = batch.map((p) => client.put(p.key).value(p.value));
+    await client.if(`/${prefix}/config`, 'Version', '>', -1).then(...ops).commit();
+  }
+  process.stdout.write(`imported ${puts.length} key(s) from ${abs} into /${prefix}/\n`);
 }

@@ -1,0 +1,602 @@
+/**
+ * The per-host agent (`parley agent`): starts etcd from the local host file (etcd cannot come from
+ * the plan it stores), then watches `/<prefix>/hosts/<host>/plan` and makes the host run what it
+ * says: Redis, PostgreSQL shards (initdb once into a template, then copies; each gets its database
+ * and its `/<prefix>/shards/<n>` entry), Parley instances and the HAProxy front door, whose backend
+ * list follows the registry. Dead processes are restarted with backoff; everything is recorded in
+ * the state directory's status.json, which `parley status` reads.
+ *
+ * SIGTERM/SIGINT stop everything in order: instances (they drain), the front door, shards, Redis,
+ * etcd; then the agent exits.
+ */
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import pg from 'pg';
+import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { startEtcd } from './etcd.js';
+import { FrontDoorController } from './frontdoor.js';
+import { startHaproxy } from './haproxy.js';
+import {
+  etcdEndpoints,
+  emptyPlan,
+  HostFileSchema,
+  parsePlan,
+  planKey,
+  describeIssues,
+  type HostFile,
+  type HostPlan,
+  type InstancePlan,
+  type ShardPlan,
+} from './plan.js';
+import { freePort, looksLikeAddrInUse } from './ports.js';
+import { initPostgresTemplate, pgRunAs, startPostgres, type PgHandle } from './postgres.js';
+import { runningProcesses, spawnManaged, type ExitInfo } from './proc.js';
+import { startRedis } from './redis.js';
+import {
+  initStateDir,
+  liveAgent,
+  procStartTicks,
+  readJsonFile,
+  statePaths,
+  StateDirError,
+  writeJsonAtomic,
+  type AgentStatus,
+  type StatePaths,
+} from './statedir.js';
+import { Supervisor, type Running, type UnitSpec } from './supervisor.js';
+
+/** Settings of a lab shard: small, after MEASURED.md, but room for many instances' pools. */
+export const SHARD_PG_SETTINGS: Readonly<Record<string, string | number>> = {
+  shared_buffers: '16MB',
+  max_connections: 200,
+  superuser_reserved_connections: 2,
+  autovacuum: 'off',
+  max_wal_senders: 0,
+  max_replication_slots: 0,
+  max_logical_replication_workers: 0,
+  max_worker_processes: 0,
+  max_parallel_workers: 0,
+  max_parallel_workers_per_gather: 0,
+  wal_level: 'minimal',
+  min_wal_size: '2MB',
+  max_wal_size: '64MB',
+  max_locks_per_transaction: 32,
+  huge_pages: 'off',
+};
+
+export interface AgentOptions {
+  stateDir: string;
+  /** argv that runs `parley server` (options are appended), e.g. [node, --import, tsx, main.ts, server] */
+  serverCommand: string[];
+  log?: (line: string) => void;
+}
+
+export class AgentError extends Error {}
+
+const STOP_ORDER = [['server'], ['haproxy'], ['shard'], ['redis'], ['etcd']] as const;
+
+export class Agent {
+  readonly paths: StatePaths;
+  private host!: HostFile;
+  private readonly sup: Supervisor;
+  private client: Etcd3 | null = null;
+  private planWatch: Watcher | null = null;
+  private plan: HostPlan = emptyPlan();
+  private planRevision: number | null = null;
+  private planError: string | null = null;
+  private frontDoor: FrontDoorController | null = null;
+  private frontDoorKey = '';
+  private ports: Record<string, number> = {};
+  private portLock: Promise<unknown> = Promise.resolve();
+  private applying: Promise<void> = Promise.resolve();
+  private readonly startedAt = Date.now();
+  private state: AgentStatus['agent']['state'] = 'running';
+  private statusTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly ticks = new Map<number, number | null>();
+  private stopping: Promise<void> | undefined;
+  private readonly log: (line: string) => void;
+  private readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+
+  constructor(private readonly o: AgentOptions) {
+    this.paths = statePaths(o.stateDir);
+    this.log = o.log ?? ((line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`));
+    this.sup = new Supervisor({ log: this.log });
+    this.sup.on('change', () => this.scheduleStatus());
+    this.stopped = new Promise((r) => (this.resolveStopped = r));
+  }
+
+  /** Starts and returns once the agent runs; `done` resolves after stop(). */
+  async start(): Promise<void> {
+    await initStateDir(this.paths.root);
+    const raw = await readJsonFile(this.paths.hostFile);
+    if (raw === undefined) throw new AgentError(`no host file ${this.paths.hostFile}: run \`parley up\` (or write it) first`);
+    const hf = HostFileSchema.safeParse(raw);
+    if (!hf.success) throw new StateDirError(`${this.paths.hostFile} is invalid: ${describeIssues(hf.error)}`);
+    this.host = hf.data;
+    this.ports = ((await readJsonFile(this.paths.portsFile).catch(() => undefined)) ?? {}) as Record<string, number>;
+    await this.takePidFile();
+    this.log(`agent ${process.pid} for host ${this.host.host}, state ${this.paths.root}, etcd ${etcdEndpoints(this.host).join(',')}`);
+
+    this.heartbeat = setInterval(() => this.scheduleStatus(), 2_000);
+    await this.applySpecs();
+    this.connectEtcd().then(() => this.watchPlan()).catch((err: Error) => this.log(`plan watch failed: ${err.stack ?? err.message}`));
+    await this.writeStatus();
+  }
+
+  get done(): Promise<void> {
+    return this.stopped;
+  }
+
+  private async takePidFile(): Promise<void> {
+    const live = await liveAgent(this.paths);
+    if (live && live.pid !== process.pid) throw new AgentError(`another agent (pid ${live.pid}) already runs for ${this.paths.root}`);
+    await fs.rm(this.paths.pidFile, { force: true });
+    try {
+      await fs.writeFile(this.paths.pidFile, `${process.pid}\n`, { flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AgentError(`another agent is starting for ${this.paths.root}`);
+      throw err;
+    }
+  }
+
+  // ---- the plan ----------------------------------------------------------------------------
+
+  private get prefix(): string {
+    return this.host.prefix;
+  }
+
+  /**
+   * The etcd client is made once our etcd runs: a gRPC channel that first fails to connect backs
+   * off for seconds, which would delay everything after it.
+   */
+  private async connectEtcd(): Promise<void> {
+    while (this.host.etcd.managed && !this.sup.isRunning('etcd') && !this.stopping) {
+      await new Promise<void>((r) => setTimeout(r, 50).unref());
+    }
+    this.client = new Etcd3({ hosts: etcdEndpoints(this.host), dialTimeout: 2_000 });
+  }
+
+  private async watchPlan(): Promise<void> {
+    if (this.stopping) return;
+    const key = planKey(this.prefix, this.host.host);
+    const client = this.client!;
+    const onKv = (kv: IKeyValue | undefined): void => {
+      if (!kv) {
+        this.enqueuePlan(emptyPlan(), null);
+        return;
+      }
+      const r = parsePlan(kv.value.toString());
+      if (!r.ok) {
+        this.planError = r.error;
+        this.log(`plan ${key} is invalid; keeping the previous one: ${r.error}`);
+        this.scheduleStatus();
+        return;
+      }
+      this.enqueuePlan(r.plan, Number(kv.mod_revision));
+    };
+    const reread = async (): Promise<void> => {
+      const res = await client.get(key).exec();
+      onKv(res.kvs[0]);
+    };
+    for (;;) {
+      if (this.stopping) return;
+      try {
+        await reread();
+        break;
+      } catch {
+        await new Promise<void>((r) => setTimeout(r, 300).unref());
+      }
+    }
+    try {
+      const w = await client.watch().key(key).create();
+      if (this.stopping) {
+        await w.cancel();
+        return;
+      }
+      this.planWatch = w;
+      w.on('put', (kv: IKeyValue) => onKv(kv));
+      w.on('delete', () => onKv(undefined));
+      w.on('connected', () => void reread().catch(() => undefined));
+      w.on('error', (err: Error) => this.log(`plan watch error: ${err.message}`));
+    } catch (err) {
+      this.log(`cannot watch ${key}: ${(err as Error).message}`);
+    }
+  }
+
+  private enqueuePlan(plan: HostPlan, revision: number | null): void {
+    this.applying = this.applying.then(async () => {
+      if (this.stopping) return;
+      if (revision !== null && this.planRevision !== null && revision < this.planRevision) return;
+      this.plan = plan;
+      this.planRevision = revision;
+      this.planError = null;
+      this.log(`applying plan (revision ${revision ?? 'none'}): redis ${plan.redis ? 'yes' : 'no'}, ${plan.shards.length} shard(s), ${plan.instances.length} instance(s), front door ${plan.frontDoor ? 'yes' : 'no'}`);
+      await this.applySpecs();
+    }).catch((err: Error) => {
+      this.planError = err.message;
+      this.log(`applying the plan failed: ${err.stack ?? err.message}`);
+    });
+  }
+
+  /** Re-applies the current plan (e.g. after an auto-picked port turned out taken). */
+  private reapply(): void {
+    this.enqueuePlan(this.plan, this.planRevision);
+  }
+
+  private async applySpecs(): Promise<void> {
+    const specs: UnitSpec[] = [];
+    if (this.host.etcd.managed) specs.push(this.etcdSpec());
+    const p = this.plan;
+    const redisPort = p.redis ? await this.pickPort('redis', p.redis.port) : 0;
+    if (p.redis) specs.push(this.redisSpec(redisPort));
+    const redisUrl = p.redis ? `redis://127.0.0.1:${redisPort}` : p.redisUrl;
+    for (const s of p.shards) specs.push(this.shardSpec(s, await this.pickPort(`pg${s.id}`, s.port)));
+    if (p.frontDoor) {
+      const irc = await this.pickPort('frontdoor.irc', p.frontDoor.ircPort);
+      const http = await this.pickPort('frontdoor.http', p.frontDoor.httpPort);
+      specs.push(await this.haproxySpec(irc, http));
+    } else {
+      await this.stopFrontDoor();
+    }
+    if (redisUrl !== undefined) for (const i of p.instances) specs.push(this.instanceSpec(i, redisUrl));
+    this.sup.apply(specs);
+    this.scheduleStatus();
+  }
+
+  // ---- ports ------------------------------------------------------------------------------
+
+  /** A planned port, or (for 0) the one picked before if still free, else a new free one. */
+  private pickPort(key: string, planned: number): Promise<number> {
+    if (planned > 0) return Promise.resolve(planned);
+    const job = this.portLock.then(async () => {
+      const known = this.ports[key];
+      const mine = this.sup.snapshot().some((u) => Object.values(u.ports).includes(known ?? -1));
+      if (known !== undefined && (mine || (await portFree(known)))) return known;
+      const taken = new Set(Object.values(this.ports));
+      let port = await freePort();
+      while (taken.has(port)) port = await freePort();
+      if (known !== undefined) this.log(`${key}: port ${known} is in use by another program; using ${port}`);
+      this.ports[key] = port;
+      await writeJsonAtomic(this.paths.portsFile, this.ports);
+      return port;
+    });
+    this.portLock = job.catch(() => undefined);
+    return job;
+  }
+
+  /** After EADDRINUSE on an auto-picked port: forget it and plan again (a new port, a new spec). */
+  private portTaken(key: string, planned: number, err: unknown): void {
+    if (planned > 0 || !looksLikeAddrInUse(String((err as Error)?.message ?? err))) return;
+    delete this.ports[key];
+    this.reapply();
+  }
+
+  // ---- units ------------------------------------------------------------------------------
+
+  private etcdSpec(): UnitSpec {
+    const e = this.host.etcd;
+    if (!e.managed) throw new Error('unreachable');
+    return {
+      name: 'etcd',
+      kind: 'etcd',
+      hash: JSON.stringify(e),
+      deps: [],
+      log: this.paths.log('etcd'),
+      start: async () => {
+        const h = await startEtcd({ dataDir: this.paths.etcdData, clientPort: e.clientPort, peerPort: e.peerPort, logFile: this.paths.log('etcd') });
+        return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { client: e.clientPort, peer: e.peerPort }, info: { endpoint: h.endpoint } };
+      },
+    };
+  }
+
+  private redisSpec(port: number): UnitSpec {
+    const r = this.plan.redis!;
+    return {
+      name: 'redis',
+      kind: 'redis',
+      hash: JSON.stringify({ r, port }),
+      deps: [],
+      log: this.paths.log('redis'),
+      start: async () => {
+        try {
+          const settings: Record<string, string> = r.persist ? { appendonly: 'yes', appendfsync: 'everysec' } : {};
+          const h = await startRedis({ dir: this.paths.redisDir, port, logFile: this.paths.log('redis'), settings });
+          return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { redis: port }, info: { url: h.url } };
+        } catch (err) {
+          this.portTaken('redis', r.port, err);
+          throw err;
+        }
+      },
+    };
+  }
+
+  private shardSpec(s: ShardPlan, port: number): UnitSpec {
+    const name = `pg${s.id}`;
+    return {
+      name,
+      kind: 'shard',
+      hash: JSON.stringify({ s, port }),
+      deps: this.host.etcd.managed ? ['etcd'] : [],
+      log: this.paths.log(name),
+      start: async () => {
+        let h: PgHandle;
+        try {
+          await fs.mkdir(this.paths.pgSockets, { recursive: true });
+          await this.letPostgresIn();
+          const template = await initPostgresTemplate(this.paths.pgTemplate, { walSegSizeMb: 1 });
+          h = await startPostgres({
+            dataDir: this.paths.pgData(s.id),
+            port,
+            socketDir: this.paths.pgSockets,
+            logFile: this.paths.log(name),
+            template,
+            settings: SHARD_PG_SETTINGS,
+          });
+        } catch (err) {
+          this.portTaken(name, s.port, err);
+          throw err;
+        }
+        try {
+          await ensureDatabase(port, s.database);
+          const url = `postgres://postgres@127.0.0.1:${port}/${s.database}`;
+          await this.registerShard(s, url);
+          return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { pg: port }, info: { url } };
+        } catch (err) {
+          await h.stop();
+          throw err;
+        }
+      },
+    };
+  }
+
+  /**
+   * PostgreSQL runs as its own user (when we are root) and must be able to enter the state
+   * directory: a directory made with mode 700 (mkdtemp) gets search permission for others. Its
+   * parents are the user's business; startPostgres names the one in the way.
+   */
+  private async letPostgresIn(): Promise<void> {
+    const who = pgRunAs();
+    if (!who) return;
+    for (const dir of [this.paths.root, this.paths.run]) {
+      const st = await fs.stat(dir);
+      const can = st.uid === who.uid ? st.mode & 0o100 : st.gid === who.gid ? st.mode & 0o010 : st.mode & 0o001;
+      if (!can) {
+        await fs.chmod(dir, (st.mode & 0o7777) | 0o001);
+        this.log(`${dir}: added search permission for others, so that PostgreSQL (uid ${who.uid}) can reach its data`);
+      }
+    }
+  }
+
+  /** `/<prefix>/shards/<id>`: created, or its URL updated (other fields kept). Retried while etcd comes up. */
+  private async registerShard(s: ShardPlan, url: string): Promise<void> {
+    const key = `/${this.prefix}/shards/${s.id}`;
+    const client = this.client!;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const text = await client.get(key).string();
+        let current: Record<string, unknown> = {};
+        if (text !== null) {
+          try {
+            current = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            this.log(`shard entry ${key} is not JSON; rewriting it`);
+          }
+        }
+        const next: Record<string, unknown> = { state: 'active', ...current, id: s.id, url };
+        if (s.poolSize !== undefined) next.poolSize = s.poolSize;
+        if (text !== null && JSON.stringify(next) === JSON.stringify(current)) return;
+        await client.put(key).value(JSON.stringify(next));
+        this.log(`shard ${s.id} registered at ${key}: ${url}`);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`cannot register shard ${s.id} in etcd: ${(err as Error).message}`);
+        await new Promise<void>((r) => setTimeout(r, 300).unref());
+      }
+    }
+  }
+
+  private instanceSpec(i: InstancePlan, redisUrl: string): UnitSpec {
+    const etcd = etcdEndpoints(this.host);
+    const deps = [
+      ...(this.host.etcd.managed ? ['etcd'] : []),
+      ...(this.plan.redis ? ['redis'] : []),
+      ...this.plan.shards.map((s) => `pg${s.id}`),
+    ];
+    const args = [
+      '--id', i.id, '--server-name', i.serverName, '--host', i.host,
+      '--tcp-port', String(i.tcpPort), '--ws-port', String(i.wsPort),
+      '--etcd', etcd.join(','), '--redis', redisUrl, '--prefix', this.prefix, '--log-level', i.logLevel,
+      ...(i.leaseSeconds !== undefined ? ['--lease-seconds', String(i.leaseSeconds)] : []),
+    ];
+    const [command, ...baseArgs] = this.o.serverCommand;
+    return {
+      name: i.id,
+      kind: 'server',
+      hash: JSON.stringify({ i, etcd, redisUrl, prefix: this.prefix, cmd: this.o.serverCommand }),
+      deps,
+      log: this.paths.log(i.id),
+      start: async () => {
+        const env: NodeJS.ProcessEnv = {};
+        // The instance gets its options from the plan only, not from the agent's environment.
+        for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
+        const proc = spawnManaged({ name: i.id, command: command!, args: [...baseArgs, ...args], logFile: this.paths.log(i.id), env });
+        let ports: Record<string, number> = {};
+        try {
+          await proc.waitReady(async () => {
+            const text = await this.client!.get(`/${this.prefix}/instances/${i.id}`).string();
+            if (!text) return false;
+            const rec = JSON.parse(text) as { pid?: number; state?: string; tcpPort?: number; wsPort?: number };
+            if (rec.pid !== proc.pid || rec.state !== 'ready') return false;
+            ports = { tcp: rec.tcpPort ?? 0, ws: rec.wsPort ?? 0 };
+            return true;
+          }, 60_000);
+        } catch (err) {
+          await proc.stop('SIGKILL');
+          // The server's own last words (one line, `parley: ...`) say more than a timeout.
+          const said = proc.logTail(30).split('\n').reverse().find((l) => l.startsWith('parley: '));
+          throw said ? new Error(`${i.id}: ${said.slice('parley: '.length)}`) : err;
+        }
+        return {
+          pid: proc.pid,
+          exited: proc.exited,
+          // SIGTERM drains: clients are told to reconnect (through the front door) and released.
+          stop: async () => {
+            await proc.stop('SIGTERM', 15_000);
+          },
+          ports,
+          info: { serverName: i.serverName },
+        } satisfies Running;
+      },
+    };
+  }
+
+  private async haproxySpec(ircPort: number, httpPort: number): Promise<UnitSpec> {
+    const fd = this.plan.frontDoor!;
+    const key = JSON.stringify({ slots: fd.slots, prefix: this.prefix });
+    if (this.frontDoor && this.frontDoorKey !== key) await this.stopFrontDoor();
+    if (!this.frontDoor) {
+      this.frontDoorKey = key;
+      const ctl = new FrontDoorController({ client: this.client!, prefix: this.prefix, slots: fd.slots, log: this.log, onChange: () => this.scheduleStatus() });
+      this.frontDoor = ctl;
+      void ctl.start();
+    }
+    const ctl = this.frontDoor;
+    return {
+      name: 'haproxy',
+      kind: 'haproxy',
+      hash: JSON.stringify({ fd, ircPort, httpPort }),
+      deps: [],
+      log: this.paths.log('haproxy'),
+      start: async () => {
+        try {
+          const h = await startHaproxy({
+            bind: fd.bind, ircPort, httpPort, socket: this.paths.haproxySocket, slots: ctl.slotConfigs(),
+            cfgFile: this.paths.haproxyCfg, logFile: this.paths.log('haproxy'),
+          });
+          await ctl.attach(this.paths.haproxySocket);
+          void h.proc.exited.then(() => ctl.detach());
+          return { pid: h.pid, exited: h.proc.exited, stop: () => h.stop(), ports: { irc: ircPort, http: httpPort }, info: { bind: fd.bind } };
+        } catch (err) {
+          if (/in use/.test((err as Error).message)) {
+            if (fd.ircPort === 0) delete this.ports['frontdoor.irc'];
+            if (fd.httpPort === 0) delete this.ports['frontdoor.http'];
+            if (fd.ircPort === 0 || fd.httpPort === 0) this.reapply();
+          }
+          throw err;
+        }
+      },
+    };
+  }
+
+  private async stopFrontDoor(): Promise<void> {
+    const fd = this.frontDoor;
+    this.frontDoor = null;
+    await fd?.close();
+  }
+
+  // ---- status -----------------------------------------------------------------------------
+
+  private scheduleStatus(): void {
+    if (this.statusTimer) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = undefined;
+      void this.writeStatus();
+    }, 50);
+    this.statusTimer.unref();
+  }
+
+  private ticksOf(pid: number | null): number | null {
+    if (pid === null) return null;
+    if (!this.ticks.has(pid)) this.ticks.set(pid, procStartTicks(pid));
+    return this.ticks.get(pid) ?? null;
+  }
+
+  status(): AgentStatus {
+    const fd = this.plan.frontDoor;
+    const hap = this.sup.snapshot().find((u) => u.name === 'haproxy');
+    return {
+      agent: {
+        pid: process.pid,
+        startTicks: this.ticksOf(process.pid),
+        host: this.host.host,
+        prefix: this.prefix,
+        etcd: etcdEndpoints(this.host),
+        startedAt: this.startedAt,
+        updatedAt: Date.now(),
+        state: this.state,
+        planRevision: this.planRevision,
+        planError: this.planError,
+      },
+      processes: this.sup.snapshot().map((u) => ({ ...u, startTicks: this.ticksOf(u.pid) })),
+      frontDoor: fd && this.frontDoor
+        ? {
+            socket: this.paths.haproxySocket,
+            irc: `${fd.bind}:${hap?.ports.irc ?? this.ports['frontdoor.irc'] ?? fd.ircPort}`,
+            http: `${fd.bind}:${hap?.ports.http ?? this.ports['frontdoor.http'] ?? fd.httpPort}`,
+            members: this.frontDoor.memberList(),
+          }
+        : null,
+    };
+  }
+
+  private writing: Promise<void> = Promise.resolve();
+
+  private writeStatus(): Promise<void> {
+    this.writing = this.writing.then(() => writeJsonAtomic(this.paths.statusFile, this.status())).catch((err: Error) => {
+      this.log(`cannot write ${this.paths.statusFile}: ${err.message}`);
+    });
+    return this.writing;
+  }
+
+  // ---- stop -------------------------------------------------------------------------------
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log('stopping: instances, front door, shards, Redis, etcd');
+      this.state = 'stopping';
+      await this.writeStatus();
+      await this.planWatch?.cancel().catch(() => undefined);
+      await this.sup.shutdown(STOP_ORDER.map((g) => [...g]));
+      await this.stopFrontDoor();
+      this.client?.close();
+      clearInterval(this.heartbeat);
+      clearTimeout(this.statusTimer);
+      this.state = 'stopped';
+      await this.writeStatus();
+      await fs.rm(this.paths.pidFile, { force: true });
+      this.log('stopped');
+      this.resolveStopped();
+    })();
+    return this.stopping;
+  }
+}
+
+/** The exit promise of a process started by one of the start* helpers (found by pid). */
+function exitedOf(pid: number): Promise<ExitInfo> {
+  const p = runningProcesses().find((x) => x.pid === pid);
+  return p ? p.exited : Promise.resolve({ code: null, signal: null });
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+async function ensureDatabase(port: number, name: string): Promise<void> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5_000 });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    const r = await client.query('select 1 from pg_database where datname = $1', [name]);
+    if (r.rowCount === 0) await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

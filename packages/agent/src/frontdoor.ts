@@ -1,0 +1,241 @@
+/**
+ * Makes the front door's backend list follow the etcd registry (`/<prefix>/instances/`): an
+ * instance that registers as ready gets a slot and is put in rotation; one that publishes
+ * `draining`, or whose key disappears (clean exit or lease expiry), is put in maintenance. All of
+ * it through HAProxy's runtime API: no reload, so no other connection is touched.
+ *
+ * The controller keeps the desired state of every slot and what it last pushed; a push that fails
+ * is retried on the next tick, and everything is pushed again after HAProxy (re)starts.
+ */
+import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import { z } from 'zod';
+import { haproxyCommand, slotName, type SlotConfig } from './haproxy.js';
+import type { FrontDoorMember } from './statedir.js';
+
+const RecordSchema = z.object({
+  id: z.string(),
+  host: z.string(),
+  tcpPort: z.number().int().min(1).max(65535),
+  wsPort: z.number().int().min(1).max(65535),
+  state: z.enum(['ready', 'draining']),
+  pid: z.number().int().optional(),
+  serverName: z.string().optional(),
+});
+
+type InstanceRecord = z.infer<typeof RecordSchema>;
+
+export interface FrontDoorOptions {
+  client: Etcd3;
+  prefix: string;
+  slots: number;
+  log: (msg: string) => void;
+  /** membership changed (for the agent's status) */
+  onChange?: () => void;
+}
+
+interface Member {
+  rec: InstanceRecord;
+  slot: number;
+}
+
+const SYNC_EVERY_MS = 2_000;
+const FULL_PUSH_EVERY_MS = 30_000;
+
+export class FrontDoorController {
+  private readonly members = new Map<string, Member>();
+  private readonly pushed = new Map<number, string>();
+  private socket: string | null = null;
+  private watcher: Watcher | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  private lastFull = Date.now();
+
+  constructor(private readonly o: FrontDoorOptions) {}
+
+  private get instancesPrefix(): string {
+    return `/${this.o.prefix}/instances/`;
+  }
+
+  /** Reads the registry and watches it. Retries until etcd answers (or close()); never rejects. */
+  async start(): Promise<void> {
+    let w: Watcher | undefined;
+    for (;;) {
+      if (this.closed) return;
+      try {
+        await this.reload();
+        w = await this.o.client.watch().prefix(this.instancesPrefix).create();
+        break;
+      } catch (err) {
+        this.o.log(`front door: cannot read the registry yet (${(err as Error).message}); retrying`);
+        await new Promise<void>((r) => setTimeout(r, 500).unref());
+      }
+    }
+    if (this.closed) {
+      await w.cancel().catch(() => undefined);
+      return;
+    }
+    this.watcher = w;
+    w.on('put', (kv: IKeyValue) => this.onPut(kv.key.toString(), kv.value.toString()));
+    w.on('delete', (kv: IKeyValue) => this.onDelete(kv.key.toString().slice(this.instancesPrefix.length)));
+    // After a reconnect the watch resumes, but a full re-read closes any window.
+    w.on('connected', () => void this.reload().catch(() => undefined));
+    w.on('error', (err: Error) => this.o.log(`front door: registry watch error: ${err.message}`));
+    this.timer = setInterval(() => {
+      if (Date.now() - this.lastFull > FULL_PUSH_EVERY_MS) {
+        this.lastFull = Date.now();
+        this.pushed.clear();
+      }
+      this.sync();
+    }, SYNC_EVERY_MS);
+    this.timer.unref();
+  }
+
+  private async reload(): Promise<void> {
+    const all = await this.o.client.getAll().prefix(this.instancesPrefix).strings();
+    const seen = new Set<string>();
+    for (const [key, value] of Object.entries(all)) {
+      const id = this.onPut(key, value, false);
+      if (id) seen.add(id);
+    }
+    for (const id of [...this.members.keys()]) if (!seen.has(id)) this.onDelete(id, false);
+    this.changed();
+  }
+
+  /** Returns the instance id, or undefined for an unreadable record. */
+  private onPut(key: string, value: string, notify = true): string | undefined {
+    let rec: InstanceRecord;
+    try {
+      rec = RecordSchema.parse(JSON.parse(value));
+    } catch {
+      this.o.log(`front door: ignoring an unreadable registry entry at ${key}`);
+      return undefined;
+    }
+    const prev = this.members.get(rec.id);
+    if (prev) {
+      if (prev.rec.state !== rec.state || prev.rec.tcpPort !== rec.tcpPort || prev.rec.wsPort !== rec.wsPort || prev.rec.host !== rec.host) {
+        this.o.log(`front door: ${rec.id} ${rec.state === 'ready' ? 'in rotation' : 'draining: out of rotation'} (${rec.host} tcp ${rec.tcpPort} ws ${rec.wsPort})`);
+      }
+      prev.rec = rec;
+    } else {
+      if (rec.state !== 'ready') return rec.id; // a draining instance we never had: nothing to do
+      const slot = this.freeSlot();
+      if (slot < 0) {
+        this.o.log(`front door: no free slot for ${rec.id} (all ${this.o.slots} in use); it gets no traffic`);
+        return rec.id;
+      }
+      this.members.set(rec.id, { rec, slot });
+      this.o.log(`front door: ${rec.id} in rotation as ${slotName(slot)} (${rec.host} tcp ${rec.tcpPort} ws ${rec.wsPort})`);
+    }
+    if (notify) this.changed();
+    return rec.id;
+  }
+
+  private onDelete(id: string, notify = true): void {
+    const m = this.members.get(id);
+    if (!m) return;
+    this.members.delete(id);
+    this.o.log(`front door: ${id} left the registry; ${slotName(m.slot)} in maintenance`);
+    if (notify) this.changed();
+  }
+
+  private freeSlot(): number {
+    const used = new Set([...this.members.values()].map((m) => m.slot));
+    for (let i = 0; i < this.o.slots; i++) if (!used.has(i)) return i;
+    return -1;
+  }
+
+  private changed(): void {
+    this.o.onChange?.();
+    this.sync();
+  }
+
+  /** The slots as HAProxy should start with them. */
+  slotConfigs(): SlotConfig[] {
+    const bySlot = new Map([...this.members.values()].map((m) => [m.slot, m]));
+    return Array.from({ length: this.o.slots }, (_, i) => {
+      const m = bySlot.get(i);
+      return {
+        name: slotName(i),
+        server: m ? { host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort, ready: m.rec.state === 'ready' } : null,
+      };
+    });
+  }
+
+  memberList(): FrontDoorMember[] {
+    return [...this.members.values()]
+      .sort((a, b) => a.slot - b.slot)
+      .map((m) => ({ id: m.rec.id, slot: slotName(m.slot), state: m.rec.state === 'ready' ? 'ready' : 'maint', host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort }));
+  }
+
+  /** HAProxy (re)started and answers on `socket`: push every slot. */
+  attach(socket: string): Promise<void> {
+    this.socket = socket;
+    this.pushed.clear();
+    this.sync();
+    return this.syncing ?? Promise.resolve();
+  }
+
+  detach(): void {
+    this.socket = null;
+    this.pushed.clear();
+  }
+
+  /** Pushes what differs from the last push; one push at a time. */
+  sync(): void {
+    if (this.syncing) {
+      this.again = true;
+      return;
+    }
+    this.syncing = this.push().finally(() => {
+      this.syncing = null;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.sync();
+      }
+    });
+  }
+
+  private async push(): Promise<void> {
+    const socket = this.socket;
+    if (!socket || this.closed) return;
+    for (const s of this.slotConfigs()) {
+      const i = Number(s.name.slice(1)) - 1;
+      const key = JSON.stringify(s.server);
+      if (this.pushed.get(i) === key) continue;
+      const cmds: string[] = [];
+      if (!s.server) {
+        cmds.push(`set server irc/${s.name} state maint`, `set server web/${s.name} state maint`);
+      } else {
+        const { host, tcpPort, wsPort, ready } = s.server;
+        const state = ready ? 'ready' : 'maint';
+        // Out of rotation first, so a half-updated slot never gets a connection.
+        if (!ready) cmds.push(`set server irc/${s.name} state maint`, `set server web/${s.name} state maint`);
+        cmds.push(
+          `set server irc/${s.name} addr ${host} port ${tcpPort}`,
+          `set server irc/${s.name} check-port ${wsPort}`,
+          `set server web/${s.name} addr ${host} port ${wsPort}`,
+          `set server irc/${s.name} state ${state}`,
+          `set server web/${s.name} state ${state}`,
+        );
+      }
+      try {
+        const out = await haproxyCommand(socket, cmds);
+        if (/No such|Require|unknown|invalid/i.test(out)) this.o.log(`front door: haproxy said: ${out.trim().replace(/\n+/g, ' | ')}`);
+        this.pushed.set(i, key);
+      } catch (err) {
+        // HAProxy is restarting or busy: the next tick tries again.
+        this.o.log(`front door: runtime API: ${(err as Error).message}`);
+        return;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.watcher?.cancel().catch(() => undefined);
+    await this.syncing?.catch(() => undefined);
+  }
+}
