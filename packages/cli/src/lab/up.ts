@@ -96,8 +96,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     const { plan, revision, changed } = await updatePlan(client, host, (p) => shapePlan(p, o));
     if (changed && !startedAgent) say(`plan changed: ${plan.instances.length} instance(s), ${plan.shards.length} shard(s)`);
     const done = await waitConverged(lab, client, plan, revision, o.timeout * 1000);
-    const web = await hasWebClient(done.status.frontDoor?.http);
-    printUp(paths, host, plan, done.status.frontDoor, web, Date.now() - t0);
+    printUp(paths, host, plan, done.status.frontDoor, Date.now() - t0);
   } catch (err) {
     if (startedAgent) {
       // Nothing half-started stays behind.
@@ -292,20 +291,7 @@ export function resizeInstances(p: HostPlan, count: number): HostPlan['instances
 }
 
 /** Whether the instances serve a browser client at `/` (an HTML page), through the front door. */
-async function hasWebClient(http: string | undefined): Promise<boolean> {
-  if (!http) return false;
-  const [h, port] = splitHostPort(http);
-  const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h;
-  try {
-    const res = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(1_500) });
-    await res.body?.cancel();
-    return res.ok && (res.headers.get('content-type') ?? '').includes('text/html');
-  } catch {
-    return false;
-  }
-}
-
-function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: string; http: string } | null, web: boolean, ms: number): void {
+function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: string; http: string } | null, ms: number): void {
   const etcd = host.etcd.managed ? `http://127.0.0.1:${host.etcd.clientPort}` : host.etcd.endpoints.join(',');
   const irc = fd?.irc ?? '-';
   const http = fd?.http ?? '-';
@@ -314,9 +300,9 @@ function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: strin
   const sd = rel === '.parley' ? '' : ` --state-dir ${rel.startsWith('..') ? p.root : rel}`;
   say('');
   say(`Parley is up: ${plan.instances.length} instance(s), ${plan.shards.length} shard(s), in ${fmtDuration(ms)}.`);
-  if (web) say(`  Web client:         http://${http}/`);
+  say(`  Web client:         http://${http}/          dashboard: http://${http}/dashboard.html`);
   say(`  IRC (TCP):          irc://${irc}      e.g. irssi -c ${ircHost} -p ${ircPort}`);
-  say(`  IRC over WebSocket: ws://${http}/      (subprotocol text.ircv3.net${web ? '' : '; no web client yet'})`);
+  say(`  IRC over WebSocket: ws://${http}/      (subprotocol text.ircv3.net)`);
   say(`  HTTP API:           http://${http}/api/stats   /api/rooms   /metrics   /healthz`);
   say(`  etcd:               ${etcd}`);
   say(`  state and logs:     ${p.root}`);
