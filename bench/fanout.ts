@@ -14,7 +14,6 @@
  * PostgreSQL, Redis and this process during the measured window; also the servers' group-commit
  * figures from their /metrics. Results go to stdout and to bench/results/fanout-<time>.json.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +24,7 @@ import * as hdr from 'hdr-histogram-js';
 import { IrcClient, parseMsgid, type IrcMessage } from '@parley/protocol';
 import { startServices, uniqueName, type Services } from '../test/harness/index.js';
 import { spawnParley, type ParleyProcess } from '../test/harness/parley.js';
+import { clockTicks, cores, cpuBetween as procCpuBetween, sampleCpu as sampleProcs, type CpuSample, type ProcGroup } from './lib/proc.js';
 
 // ---- arguments -----------------------------------------------------------------------------
 
@@ -124,89 +124,32 @@ function newHistogram(): hdr.Histogram {
 
 const ms = (h: hdr.Histogram, p: number): number => (h.totalCount === 0 ? NaN : h.getValueAtPercentile(p) / 1000);
 
-// ---- CPU sampling from /proc ---------------------------------------------------------------
+// ---- CPU sampling from /proc (bench/lib/proc.ts) ---------------------------------------------
 
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  /* keep 100 */
+const groupsOf = (a: ParleyProcess, b: ParleyProcess, services: Services): ProcGroup[] => [
+  { name: 'a', pids: [a.pid] },
+  { name: 'b', pids: [b.pid] },
+  { name: 'pg', pids: services.postgres ? [services.postgres.pid] : [], tree: true },
+  { name: 'redis', pids: services.redis ? [services.redis.pid] : [] },
+];
+
+interface FanoutCpuSample {
+  groups: ProcGroup[];
+  sample: CpuSample;
 }
 
-/** utime + stime of a process in clock ticks, and its parent pid; null when it is gone. */
-function procStat(pid: number): { ticks: number; ppid: number } | null {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    // fields after the name start at field 3 (state): ppid = 4, utime = 14, stime = 15
-    return { ticks: Number(f[11]) + Number(f[12]), ppid: Number(f[1]) };
-  } catch {
-    return null;
-  }
-}
-
-/** Ticks of a process and all of its direct children (PostgreSQL: postmaster + backends). */
-function treeTicks(pid: number): number {
-  let total = procStat(pid)?.ticks ?? 0;
-  for (const name of fs.readdirSync('/proc')) {
-    const child = Number(name);
-    if (!Number.isInteger(child) || child === pid) continue;
-    const st = procStat(child);
-    if (st !== null && st.ppid === pid) total += st.ticks;
-  }
-  return total;
-}
-
-/** busy and total jiffies of the whole machine (all cores). */
-function machineTicks(): { busy: number; total: number } {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
-}
-
-interface CpuSample {
-  at: number;
-  a: number;
-  b: number;
-  pg: number;
-  redis: number;
-  self: NodeJS.CpuUsage;
-  machine: { busy: number; total: number };
-}
-
-function sampleCpu(a: ParleyProcess, b: ParleyProcess, services: Services): CpuSample {
-  return {
-    at: performance.now(),
-    a: procStat(a.pid)?.ticks ?? 0,
-    b: procStat(b.pid)?.ticks ?? 0,
-    pg: services.postgres ? treeTicks(services.postgres.pid) : 0,
-    redis: services.redis ? (procStat(services.redis.pid)?.ticks ?? 0) : 0,
-    self: process.cpuUsage(),
-    machine: machineTicks(),
-  };
+function sampleCpu(a: ParleyProcess, b: ParleyProcess, services: Services): FanoutCpuSample {
+  const groups = groupsOf(a, b, services);
+  return { groups, sample: sampleProcs(groups) };
 }
 
 /** CPU use between two samples, in percent of one core (the machine has `cores` * 100). */
-function cpuBetween(s0: CpuSample, s1: CpuSample): Record<'serverA' | 'serverB' | 'servers' | 'postgres' | 'redis' | 'bench' | 'machine', number> {
-  const secs = (s1.at - s0.at) / 1000;
-  const pct = (ticks: number): number => (ticks / clockTicks / secs) * 100;
-  const a = pct(s1.a - s0.a);
-  const b = pct(s1.b - s0.b);
-  const self = ((s1.self.user - s0.self.user + s1.self.system - s0.self.system) / 1e6 / secs) * 100;
-  const mt = s1.machine.total - s0.machine.total;
-  const machine = mt > 0 ? ((s1.machine.busy - s0.machine.busy) / mt) * 100 * cores : NaN;
-  return { serverA: a, serverB: b, servers: a + b, postgres: pct(s1.pg - s0.pg), redis: pct(s1.redis - s0.redis), bench: self, machine };
+function cpuBetween(s0: FanoutCpuSample, s1: FanoutCpuSample): Record<'serverA' | 'serverB' | 'servers' | 'postgres' | 'redis' | 'bench' | 'machine', number> {
+  const c = procCpuBetween(s0.groups, s0.sample, s1.sample);
+  const a = c.groups.a ?? NaN;
+  const b = c.groups.b ?? NaN;
+  return { serverA: a, serverB: b, servers: a + b, postgres: c.groups.pg ?? NaN, redis: c.groups.redis ?? NaN, bench: c.self, machine: c.machine };
 }
-
-const cores = (() => {
-  try {
-    return fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).length || 1;
-  } catch {
-    return 1;
-  }
-})();
 
 // ---- server metrics ------------------------------------------------------------------------
 
