@@ -319,6 +319,10 @@ export class RedisClusterState implements ClusterState {
     return (await this.redis.set(this.k('reap', inst), '1', 'EX', 300, 'NX')) === 'OK';
   }
 
+  async reapInProgress(inst: string): Promise<boolean> {
+    return (await this.redis.exists(this.k('reap', inst))) === 1;
+  }
+
   async instanceUsers(inst: string): Promise<string[]> {
     return this.redis.smembers(this.k('inst', inst, 'nicks'));
   }

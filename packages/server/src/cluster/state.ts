@@ -90,5 +90,7 @@ export interface ClusterState {
    */
   claimReap(inst: string): Promise<boolean>;
   instanceUsers(inst: string): Promise<string[]>;
+  /** true while some instance holds the clean-up claim of `inst` (between claimReap and forgetInstance) */
+  reapInProgress(inst: string): Promise<boolean>;
   forgetInstance(inst: string): Promise<void>;
 }

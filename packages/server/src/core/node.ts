@@ -491,19 +491,35 @@ export class ChatNode {
    * is told to reconnect.
    */
   async reassert(): Promise<void> {
+    // A clean-up of this instance still running would release what is put back now: let it finish.
+    for (let i = 0; i < 100 && (await this.state.reapInProgress(this.id)); i++) await new Promise((r) => setTimeout(r, 100));
     await this.state.addInstance(this.id);
     for (const s of [...this.nicks.values()]) {
       if (s.closed) continue;
-      const claimed = await this.state.claimNick({
-        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.id,
-        server: this.serverName, away: s.away, signon: s.connectedAt,
-      });
-      if (!claimed && (await this.state.getUser(s.nick))?.inst !== this.id) {
+      if (!(await this.reclaimNick(s))) {
         this.drop(s, 'Nick taken during a network split, please reconnect', 'split');
         continue;
       }
       for (const room of s.rooms.values()) await this.state.join(room.key, room.name, s.nick, this.config.limits.channelsPerUser);
     }
+  }
+
+  /**
+   * Claims a local user's nick again. A reaper may be releasing it at the same moment (the claim
+   * finds it still held, then it is gone), so a vanished holder means: try again.
+   */
+  private async reclaimNick(s: Session): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claimed = await this.state.claimNick({
+        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.id,
+        server: this.serverName, away: s.away, signon: s.connectedAt,
+      });
+      if (claimed) return true;
+      const holder = await this.state.getUser(s.nick);
+      if (holder?.inst === this.id) return true;
+      if (holder) return false;
+    }
+    return false;
   }
 
   // ---- housekeeping ------------------------------------------------------------------------
