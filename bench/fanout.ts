@@ -23,6 +23,7 @@ import { Etcd3 } from 'etcd3';
 import * as hdr from 'hdr-histogram-js';
 import { IrcClient, parseMsgid, type IrcMessage } from '@parley/protocol';
 import { startServices, uniqueName, type Services } from '../test/harness/index.js';
+import { scrapeMetrics } from './lib/compare.js';
 import { spawnParley, type ParleyProcess } from '../test/harness/parley.js';
 import { clockTicks, cores, cpuBetween as procCpuBetween, sampleCpu as sampleProcs, type CpuSample, type ProcGroup } from './lib/proc.js';
 
@@ -154,23 +155,7 @@ function cpuBetween(s0: FanoutCpuSample, s1: FanoutCpuSample): Record<'serverA' 
 // ---- server metrics ------------------------------------------------------------------------
 
 type MetricMap = Map<string, number>;
-
-async function scrape(p: ParleyProcess): Promise<MetricMap> {
-  const m: MetricMap = new Map();
-  try {
-    const res = await fetch(`http://127.0.0.1:${p.wsPort}/metrics`, { signal: AbortSignal.timeout(5000) });
-    const text = await res.text();
-    for (const line of text.split('\n')) {
-      if (line === '' || line.startsWith('#')) continue;
-      const sp = line.lastIndexOf(' ');
-      const v = Number(line.slice(sp + 1));
-      if (Number.isFinite(v)) m.set(line.slice(0, sp), v);
-    }
-  } catch {
-    /* an instance that does not answer gives empty figures */
-  }
-  return m;
-}
+const scrape = (p: ParleyProcess): Promise<MetricMap> => scrapeMetrics(p.wsPort);
 
 const delta = (m0: MetricMap, m1: MetricMap, key: string): number => (m1.get(key) ?? 0) - (m0.get(key) ?? 0);
 

@@ -48,7 +48,8 @@ export interface Row {
 
 type MetricMap = Map<string, number>;
 
-async function scrape(port: number): Promise<MetricMap> {
+/** Prometheus text of an instance as name{labels} -> value; empty when it does not answer. */
+export async function scrapeMetrics(port: number): Promise<MetricMap> {
   const m: MetricMap = new Map();
   try {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
@@ -141,7 +142,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
         onPhase: (phase) => {
           if (phase === 'send') {
             cpu0 = sampleCpu(sys.groups);
-            m0 = Promise.all(sys.httpPorts.map(scrape));
+            m0 = Promise.all(sys.httpPorts.map(scrapeMetrics));
           } else if (phase === 'done') cpu1 = sampleCpu(sys.groups);
         },
         onProgress: (p) => {
@@ -157,7 +158,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
         onWarning: (line) => console.error(`[${s.id}] ${label}: warning: ${line}`),
       });
       const cpu = cpuBetween(sys.groups, cpu0 ?? sampleCpu(sys.groups), cpu1 ?? sampleCpu(sys.groups));
-      const server = sys.kind === 'parley' ? parleyFigures(await m0, await Promise.all(sys.httpPorts.map(scrape))) : undefined;
+      const server = sys.kind === 'parley' ? parleyFigures(await m0, await Promise.all(sys.httpPorts.map(scrapeMetrics))) : undefined;
       const file = path.join(resultsDir, `${s.id}-${c.kind}${c.kind === 'parley' ? `-${c.transport ?? 'ws'}` : ''}-${stamp}.json`);
       fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
       rows.push({ label, contender: c, result, cpu, file: path.relative(process.cwd(), file), ...(server ? { server } : {}) });

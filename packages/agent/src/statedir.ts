@@ -17,7 +17,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { UnitKind, UnitState } from './supervisor.js';
+import type { UnitKind, UnitSnapshot, UnitState } from './supervisor.js';
 
 export const MARKER_FILE = 'parley-state.json';
 const MARKER_KIND = 'parley-state';
@@ -204,24 +204,9 @@ export function sameProcess(pid: number | null | undefined, startTicks: number |
 // The agent's published status
 // ---------------------------------------------------------------------------------------------
 
-export interface ProcessStatus {
-  name: string;
-  kind: UnitKind;
-  state: UnitState;
-  pid: number | null;
+/** A supervised process as `status.json` records it: the supervisor's view plus its start time (pid reuse check). */
+export interface ProcessStatus extends UnitSnapshot {
   startTicks: number | null;
-  ports: Record<string, number>;
-  /** times the agent started it again after it died */
-  restarts: number;
-  /** consecutive failed starts */
-  failures: number;
-  startedAt: number | null;
-  lastExit: { code: number | null; signal: string | null; at: number } | null;
-  lastError: string | null;
-  /** when a process in backoff is tried again */
-  retryAt: number | null;
-  log: string;
-  info: Record<string, unknown>;
 }
 
 export interface FrontDoorMember {

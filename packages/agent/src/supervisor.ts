@@ -45,11 +45,14 @@ export interface UnitSnapshot {
   pid: number | null;
   ports: Record<string, number>;
   info: Record<string, unknown>;
+  /** times the agent started it again after it died */
   restarts: number;
+  /** consecutive failed starts */
   failures: number;
   startedAt: number | null;
   lastExit: { code: number | null; signal: string | null; at: number } | null;
   lastError: string | null;
+  /** when a process in backoff is tried again */
   retryAt: number | null;
   log: string;
 }
