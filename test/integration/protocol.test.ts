@@ -182,6 +182,46 @@ describe('bad input', () => {
   });
 });
 
+describe('overload', () => {
+  it('refuses messages over the store backlog with FAIL RATE_LIMITED, never dropping one silently', async () => {
+    const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
+    const base = { flood: { linesPerSecond: 5, burst: 50 } };
+    try {
+      await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 0 }, limits: { storeBacklog: 20 } }));
+      const c = await client('busy1');
+      await c.request('JOIN #busy');
+      // Wait until the instance applies the new limits (the watch is asynchronous).
+      for (let i = 0; i < 200; i++) {
+        const probe = await c.request('PRIVMSG #busy :probe');
+        if (probe[0]?.command === 'PRIVMSG' && server.node.config.limits.storeBacklog === 20) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // 300 lines in one write: they are parsed in one tick, before the first commit.
+      const n = 300;
+      const acked: string[] = [];
+      let refused = 0;
+      c.on('message', (m) => {
+        if (m.command === 'PRIVMSG' && !m.tags.batch && m.params[1]?.startsWith('burst ')) acked.push(m.tags.msgid ?? '');
+        if (m.command === 'FAIL' && m.params[1] === 'RATE_LIMITED') refused++;
+      });
+      c.sendRaw(Array.from({ length: n }, (_, i) => `PRIVMSG #busy :burst ${i}`).join('\r\n'));
+      const deadline = Date.now() + 10_000;
+      while (acked.length + refused < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(acked.length + refused, n, 'every message was either acknowledged or refused');
+      assert.ok(refused > 0, 'some were refused');
+      assert.ok(acked.length >= 20, 'the backlog allowance was stored');
+      const hist = await c.request('CHATHISTORY LATEST #busy * 1000');
+      const stored = new Set(hist.filter((m) => m.params[1]?.startsWith('burst ')).map((m) => m.tags.msgid));
+      assert.equal(stored.size, acked.length, 'exactly the acknowledged ones are stored');
+      const metrics = await (await fetch(`http://127.0.0.1:${server.wsPort}/metrics`)).text();
+      assert.match(metrics, new RegExp(`parley_messages_refused_total\\{code="RATE_LIMITED"\\} ${refused}`));
+    } finally {
+      await etcd.put(`/${prefix}/config`).value(JSON.stringify(base));
+      etcd.close();
+    }
+  });
+});
+
 describe('IRCv3', () => {
   it('labels responses, batches history, and acknowledges with echo-message', async () => {
     const c = await client('v3a');

@@ -25,6 +25,11 @@ export const ClusterConfigSchema = z
         channelsPerUser: z.number().int().min(1).max(10000).default(100),
         /** most messages one CHATHISTORY request returns */
         historyMax: z.number().int().min(1).max(10000).default(1000),
+        /**
+         * messages this instance may have waiting for one shard's commit; above it new messages
+         * to rooms of that shard are refused (FAIL ... RATE_LIMITED) instead of queueing
+         */
+        storeBacklog: z.number().int().min(1).max(1_000_000).default(20000),
       })
       .strict()
       .prefault({}),

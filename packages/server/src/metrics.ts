@@ -9,6 +9,7 @@ export class Metrics {
   readonly linesIn = new Counter({ name: 'parley_lines_in_total', help: 'IRC lines received from clients', registers: [this.registry] });
   readonly messagesIn = new Counter({ name: 'parley_messages_in_total', help: 'PRIVMSG/NOTICE accepted from local clients', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly messagesStored = new Counter({ name: 'parley_messages_stored_total', help: 'Messages made durable by this instance', registers: [this.registry] });
+  readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (store backlog over its limit)', labelNames: ['code'] as const, registers: [this.registry] });
   readonly messagesFailed = new Counter({ name: 'parley_messages_failed_total', help: 'Messages refused because they could not be stored', registers: [this.registry] });
   readonly linesOut = new Counter({ name: 'parley_lines_out_total', help: 'IRC lines written to clients', registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'parley_deliveries_total', help: 'Messages delivered to local recipients (one per recipient)', registers: [this.registry] });

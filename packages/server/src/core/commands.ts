@@ -542,6 +542,18 @@ const privmsg: Handler = (node, s, msg, r) => {
   return directMessage(node, s, cmd, target, text, tags, r);
 };
 
+/**
+ * Overload protection: when the room's shard already has `limits.storeBacklog` messages of this
+ * instance waiting for their commit, a new message is refused with a retry hint (never dropped
+ * silently) rather than queued behind seconds of backlog.
+ */
+function overloaded(node: ChatNode, room: string, cmd: string, target: string, r: Reply): boolean {
+  if (node.store.backlog(room) < node.config.limits.storeBacklog) return false;
+  node.metrics.messagesRefused.inc({ code: 'RATE_LIMITED' });
+  fail(node, r, cmd, 'RATE_LIMITED', [target, '1'], 'Server busy: message not stored, retry in 1 second');
+  return true;
+}
+
 async function channelMessage(node: ChatNode, s: Session, cmd: string, target: string, text: string, tags: Record<string, string> | null, r: Reply): Promise<void> {
   const key = lower(target);
   let room = s.rooms.get(key);
@@ -557,6 +569,7 @@ async function channelMessage(node: ChatNode, s: Session, cmd: string, target: s
     target = room.name;
   }
   const rest = `:${s.source} ${cmd} ${target} :${text}`;
+  if (overloaded(node, key, cmd, target, r)) return;
   let stored;
   try {
     stored = await node.store.append({ room: key, source: s.source, command: cmd, target, text, tags });
@@ -584,6 +597,7 @@ async function directMessage(node: ChatNode, s: Session, cmd: string, target: st
   const display = local?.nick ?? u?.nick ?? target;
   const room = dmRoom(s.nick, display);
   const rest = `:${s.source} ${cmd} ${display} :${text}`;
+  if (overloaded(node, room, cmd, display, r)) return;
   let stored;
   try {
     stored = await node.store.append({ room, source: s.source, command: cmd, target: display, text, tags });

@@ -46,6 +46,10 @@ export class MemoryStore implements MessageStore {
     this.closed = true;
   }
 
+  backlog(_room: string): number {
+    return 0;
+  }
+
   append(msg: NewMessage): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (msg.text.includes('\0')) return Promise.reject(new Error('message contains a NUL character'));

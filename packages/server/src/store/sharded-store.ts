@@ -85,6 +85,11 @@ export class ShardedStore implements MessageStore {
     return s;
   }
 
+  backlog(room: string): number {
+    const route = this.routes.get(room);
+    return route instanceof PgShard ? route.pending : 0;
+  }
+
   append(msg: NewMessage): Promise<AppendResult> {
     if (this.closing) return Promise.reject(new Error('store is closed'));
     const route = this.routes.get(msg.room);

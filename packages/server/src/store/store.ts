@@ -73,6 +73,11 @@ export interface MessageStore {
    * (which may live on any shard).
    */
   targets(rooms: string[], dmNick: string | null, from: number, to: number, limit: number): Promise<TargetActivity[]>;
+  /**
+   * Messages of this process waiting to be committed on the room's shard (0 when the room's shard
+   * is not known yet): the chat core refuses new messages above a limit instead of queueing.
+   */
+  backlog(room: string): number;
   /** message counts of the given rooms (rooms with none are omitted) */
   counts(rooms: string[]): Promise<RoomCount[]>;
 }
