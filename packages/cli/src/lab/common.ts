@@ -3,6 +3,7 @@
  * writing the host plan (compare-and-swap on the key's revision), and waiting until the host
  * runs what its plan says (agent status, registry, front door).
  */
+import type { InstanceRecord } from '@parley/server';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -123,16 +124,8 @@ export async function updatePlan(client: Etcd3, host: HostFile, change: (p: Host
   throw new LabError(`the plan at ${key} keeps changing under us; try again`);
 }
 
-export interface InstanceView {
-  id: string;
-  serverName: string;
-  host: string;
-  tcpPort: number;
-  wsPort: number;
-  pid: number;
-  connections: number;
-  state: string;
-}
+/** A registry entry as the server publishes it. */
+export type InstanceView = InstanceRecord;
 
 export async function registry(client: Etcd3, prefix: string): Promise<InstanceView[]> {
   const all = await client.getAll().prefix(`/${prefix}/instances/`).strings();

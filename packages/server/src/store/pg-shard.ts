@@ -30,7 +30,8 @@ export interface PgShardOptions {
   connectionTimeoutMs?: number;
 }
 
-interface Pending {
+/** An append waiting for its batch: the message and the callbacks of its promise. */
+export interface Pending {
   msg: NewMessage;
   resolve: (r: AppendResult) => void;
   reject: (e: Error) => void;

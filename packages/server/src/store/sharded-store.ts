@@ -1,6 +1,6 @@
 import type { ShardDirectory, ShardInfo } from './directory.js';
 import { PgShard } from './pg-shard.js';
-import type { BatchListener, StoreLogger } from './pg-shard.js';
+import type { BatchListener, Pending, StoreLogger } from './pg-shard.js';
 import type {
   AppendResult,
   MessageStore,
@@ -26,11 +26,7 @@ export interface ShardedStoreOptions {
 }
 
 /** Appends that arrived while their room's shard was still being resolved, in call order. */
-interface Waiting {
-  msg: NewMessage;
-  resolve: (r: AppendResult) => void;
-  reject: (e: Error) => void;
-}
+type Waiting = Pending;
 
 /** A MessageStore over PostgreSQL shards, a room's shard given by the directory. */
 export class ShardedStore implements MessageStore {
