@@ -1,4 +1,5 @@
-import type { IrcClient, IrcMessage } from '@parley/protocol';
+import type { IrcMessage } from '@parley/protocol';
+import type { IrcClient } from '@parley/client';
 
 /** Waits for a message, including one that arrived before the call (waitFor only sees new ones). */
 export function seen(c: IrcClient, pred: (m: IrcMessage) => boolean, timeoutMs = 5000): Promise<IrcMessage> {

@@ -1,7 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
-import { IrcClient, parseMsgid, type IrcMessage } from '@parley/protocol';
+import { parseMsgid, type IrcMessage } from '@parley/protocol';
+import { IrcClient } from '@parley/client';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { seen } from '../harness/irc.js';
 import { spawnParley, type ParleyProcess } from '../harness/parley.js';

@@ -14,7 +14,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IrcClient, IrcClientError, parseMsgid, type IrcMessage } from '@parley/protocol';
+import { parseMsgid, type IrcMessage } from '@parley/protocol';
+import { IrcClient, IrcClientError } from '@parley/client';
 import { freePort, pidAlive, readStatus, sameProcess, statePaths } from '@parley/agent';
 import { seen } from '../harness/irc.js';
 

@@ -1,7 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { IrcClient, type IrcMessage } from '@parley/protocol';
+import { type IrcMessage } from '@parley/protocol';
+import { IrcClient } from '@parley/client';
 import { InstanceOptionsSchema, ParleyServer, StartupError } from '@parley/server';
 import { freePort } from '@parley/agent';
 import { startServices, uniqueName, type Services } from '../harness/index.js';

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { pino } from 'pino';
-import { IrcClient } from '@parley/protocol';
+import { IrcClient } from '@parley/client';
 import { InstanceOptionsSchema, ParleyServer } from '@parley/server';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { seen } from '../harness/irc.js';

@@ -5,8 +5,10 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
-import { IrcClient, IrcClientError, LineSplitter, parseLine, serialize } from '../../packages/protocol/src/index.js';
-import type { IrcClientOptions, IrcMessage } from '../../packages/protocol/src/index.js';
+import { LineSplitter, parseLine, serialize } from '../../packages/protocol/src/index.js';
+import { IrcClient, IrcClientError } from '../../packages/client/src/index.js';
+import type { IrcMessage } from '../../packages/protocol/src/index.js';
+import type { IrcClientOptions } from '../../packages/client/src/index.js';
 
 const SERVER = 'fake.test';
 

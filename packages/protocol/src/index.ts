@@ -3,4 +3,3 @@ export * from './numerics.js';
 export * from './msgid.js';
 export * from './time.js';
 export * from './caps.js';
-export * from './client.js';

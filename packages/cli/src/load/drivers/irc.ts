@@ -1,4 +1,5 @@
-import { IrcClient, type IrcMessage } from '@parley/protocol';
+import { type IrcMessage } from '@parley/protocol';
+import { IrcClient } from '@parley/client';
 import type { Connection, Driver, DriverSink, OpenSpec } from './driver.js';
 
 /*

@@ -9,10 +9,10 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { SUPPORTED_CAPS, parseCapList } from './caps.js';
-import { LineSplitter, parseLine, serialize } from './message.js';
-import type { IrcMessage, LineError } from './message.js';
-import { N } from './numerics.js';
+import { SUPPORTED_CAPS, parseCapList } from '@parley/protocol';
+import { LineSplitter, parseLine, serialize } from '@parley/protocol';
+import type { IrcMessage, LineError } from '@parley/protocol';
+import { N } from '@parley/protocol';
 
 export interface IrcClientOptions {
   transport: 'tcp' | 'ws';
