@@ -42,7 +42,9 @@ local P = ARGV[1]
 local old, new, disp, inst = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ok = P..':nick:'..old
 local nk = P..':nick:'..new
-if redis.call('EXISTS', ok) == 0 then return {-1} end
+-- only the instance holding the old nick renames it: a nick reaped meanwhile, or claimed again by
+-- another instance, is not this caller's to rename
+if redis.call('HGET', ok, 'inst') ~= inst then return {-1} end
 if old ~= new then
   if redis.call('EXISTS', nk) == 1 then return {0} end
   redis.call('RENAME', ok, nk)
@@ -65,6 +67,11 @@ end
 local res = {1}
 for _, c in ipairs(chans) do res[#res + 1] = c end
 return res`,
+  setAway: `
+local k = ARGV[1]..':nick:'..ARGV[2]
+if redis.call('EXISTS', k) == 0 then return 0 end
+redis.call('HSET', k, 'away', ARGV[3])
+return 1`,
   releaseUser: DROP_CHANNEL_IF_EMPTY + `
 local P, nick, inst = ARGV[1], ARGV[2], ARGV[3]
 redis.call('SREM', P..':inst:'..inst..':nicks', nick)
@@ -235,7 +242,8 @@ export class RedisClusterState implements ClusterState {
   }
 
   async setAway(nick: string, away: string | null): Promise<void> {
-    await this.redis.hset(this.k('nick', nick.toLowerCase()), 'away', away ?? '');
+    // A plain HSET on a user gone meanwhile would leave a stub hash that blocks the nick for good.
+    await this.run('setAway', [nick.toLowerCase(), away ?? '']);
   }
 
   async userChannels(nick: string): Promise<string[]> {

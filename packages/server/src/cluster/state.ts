@@ -51,20 +51,28 @@ export type ModeResult =
 
 /**
  * Cluster-wide chat state: nick ownership, channel membership, topics and modes. Every operation
- * is atomic cluster-wide (two instances racing for one nick: exactly one wins). Channel keys and
- * nick keys are lower-cased by the caller. A channel exists while it has members.
+ * is atomic cluster-wide (two instances racing for one nick: exactly one wins). Channel keys are
+ * lower-cased by the caller; nicks are compared lower-cased (the display form is kept). A channel
+ * exists while it has members; its first member is its operator. Every operation rejects when
+ * the backend cannot be reached (it does not hang). Implementations: RedisClusterState,
+ * MemoryClusterState; both are held to test/contract/state.contract.ts.
  */
 export interface ClusterState {
   start(): Promise<void>;
   close(): Promise<void>;
 
   claimNick(u: UserInfo): Promise<boolean>;
-  /** renames a user everywhere; `taken` when the new nick belongs to someone else */
+  /**
+   * renames a user everywhere, keeping its operator status; `taken` when the new nick belongs to
+   * someone else, and also when `inst` no longer holds the old nick (reaped meanwhile, or claimed
+   * by another instance since): nothing is changed then
+   */
   changeNick(oldNick: string, newNick: string, inst: string): Promise<{ kind: 'ok'; channels: string[] } | { kind: 'taken' }>;
   /** removes a user (QUIT) from every channel; only if `inst` still owns the nick. Returns the channel keys left. */
   releaseUser(nick: string, inst: string): Promise<string[]>;
   getUser(nick: string): Promise<UserInfo | null>;
   getUsers(nicks: string[]): Promise<(UserInfo | null)[]>;
+  /** no effect on a nick nobody holds */
   setAway(nick: string, away: string | null): Promise<void>;
   /** channel keys a user is in */
   userChannels(nick: string): Promise<string[]>;
