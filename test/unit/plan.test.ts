@@ -114,11 +114,20 @@ function fakeProcess(pid: number) {
   return { running, crash: () => resolve({ code: null, signal: 'SIGKILL' }) };
 }
 
-async function until(what: string, pred: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+/**
+ * Waits for the supervisor's 'change' events to make `pred` true; fails after `ms`. The limit's
+ * timer is referenced: the supervisor's own backoff timers are not, and something must keep the
+ * test's event loop alive while it waits.
+ */
+async function until(sup: Supervisor, what: string, pred: () => boolean, ms = 3000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  try {
+    await Promise.race([sup.when(pred), limit]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -140,22 +149,22 @@ describe('supervisor', () => {
     const sup = new Supervisor({ backoffBaseMs: 20, backoffMaxMs: 100 });
     const state = (n: string) => sup.snapshot().find((u) => u.name === n);
     sup.apply([spec('i1', ['redis']), spec('redis', [], 'h1', 'redis')]);
-    await until('both running', () => sup.isRunning('redis') && sup.isRunning('i1'));
+    await until(sup, 'both running', () => sup.isRunning('redis') && sup.isRunning('i1'));
     assert.deepEqual(events.slice(0, 2), ['start redis', 'start i1'], 'the instance waits for Redis');
 
     procs.get('i1')!.crash();
-    await until('i1 restarted', () => state('i1')?.restarts === 1 && sup.isRunning('i1'));
+    await until(sup, 'i1 restarted', () => state('i1')?.restarts === 1 && sup.isRunning('i1'));
     assert.equal(state('i1')?.lastExit?.signal, 'SIGKILL');
 
     sup.apply([spec('i1', ['redis'], 'h2'), spec('redis', [], 'h1', 'redis')]);
-    await until('i1 restarted for the new spec', () => events.filter((e) => e === 'start i1').length === 3 && sup.isRunning('i1'));
+    await until(sup, 'i1 restarted for the new spec', () => events.filter((e) => e === 'start i1').length === 3 && sup.isRunning('i1'));
     assert.equal(state('i1')?.restarts, 1, 'a planned restart is not a crash');
 
     sup.apply([spec('redis', [], 'h1', 'redis')]);
-    await until('i1 gone', () => state('i1') === undefined);
+    await until(sup, 'i1 gone', () => state('i1') === undefined);
 
     sup.apply([spec('i2', ['redis']), spec('redis', [], 'h1', 'redis')]);
-    await until('i2 running', () => sup.isRunning('i2'));
+    await until(sup, 'i2 running', () => sup.isRunning('i2'));
     events.length = 0;
     await sup.shutdown([['server'], ['redis']]);
     assert.deepEqual(events, ['exit i2', 'exit redis']);
@@ -172,7 +181,7 @@ describe('supervisor', () => {
         return fakeProcess(1).running;
       },
     }]);
-    await until('running after 3 failures', () => sup.isRunning('redis'));
+    await until(sup, 'running after 3 failures', () => sup.isRunning('redis'));
     const u = sup.snapshot()[0]!;
     assert.equal(attempts, 4);
     assert.equal(u.lastError, null);

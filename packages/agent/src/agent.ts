@@ -16,18 +16,8 @@ import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { startEtcd } from './etcd.js';
 import { FrontDoorController } from './frontdoor.js';
 import { startHaproxy } from './haproxy.js';
-import {
-  etcdEndpoints,
-  emptyPlan,
-  HostFileSchema,
-  parsePlan,
-  planKey,
-  describeIssues,
-  type HostFile,
-  type HostPlan,
-  type InstancePlan,
-  type ShardPlan,
-} from './plan.js';
+import { describeZodError, etcdKeys, parseInstanceRecord, putShardEntry, ShardEntryError, type EtcdKeys } from '@parley/contracts';
+import { etcdEndpoints, emptyPlan, HostFileSchema, parsePlan, type HostFile, type HostPlan, type InstancePlan, type ShardPlan } from './plan.js';
 import { freePort, looksLikeAddrInUse } from './ports.js';
 import { initPostgresTemplate, pgRunAs, startPostgres, type PgHandle } from './postgres.js';
 import { runningProcesses, spawnManaged, type ExitInfo } from './proc.js';
@@ -113,7 +103,7 @@ export class Agent {
     const raw = await readJsonFile(this.paths.hostFile);
     if (raw === undefined) throw new AgentError(`no host file ${this.paths.hostFile}: run \`parley up\` (or write it) first`);
     const hf = HostFileSchema.safeParse(raw);
-    if (!hf.success) throw new StateDirError(`${this.paths.hostFile} is invalid: ${describeIssues(hf.error)}`);
+    if (!hf.success) throw new StateDirError(`${this.paths.hostFile} is invalid: ${describeZodError(hf.error)}`);
     this.host = hf.data;
     this.ports = ((await readJsonFile(this.paths.portsFile).catch(() => undefined)) ?? {}) as Record<string, number>;
     await this.takePidFile();
@@ -147,20 +137,22 @@ export class Agent {
     return this.host.prefix;
   }
 
+  private get keys(): EtcdKeys {
+    return etcdKeys(this.host.prefix);
+  }
+
   /**
    * The etcd client is made once our etcd runs: a gRPC channel that first fails to connect backs
    * off for seconds, which would delay everything after it.
    */
   private async connectEtcd(): Promise<void> {
-    while (this.host.etcd.managed && !this.sup.isRunning('etcd') && !this.stopping) {
-      await new Promise<void>((r) => setTimeout(r, 50).unref());
-    }
+    if (this.host.etcd.managed) await this.sup.when(() => this.sup.isRunning('etcd') || this.stopping !== undefined);
     this.client = new Etcd3({ hosts: etcdEndpoints(this.host), dialTimeout: 2_000 });
   }
 
   private async watchPlan(): Promise<void> {
     if (this.stopping) return;
-    const key = planKey(this.prefix, this.host.host);
+    const key = this.keys.hostPlan(this.host.host);
     const client = this.client!;
     const onKv = (kv: IKeyValue | undefined): void => {
       if (!kv) {
@@ -266,11 +258,15 @@ export class Agent {
     return job;
   }
 
-  /** After EADDRINUSE on an auto-picked port: forget it and plan again (a new port, a new spec). */
-  private portTaken(key: string, planned: number, err: unknown): void {
-    if (planned > 0 || !looksLikeAddrInUse(String((err as Error)?.message ?? err))) return;
-    delete this.ports[key];
-    this.reapply();
+  /**
+   * After "address in use" on auto-picked ports (`[key, planned port]`, 0 = auto): forget them and
+   * plan again (new ports, a new spec). A planned port is the plan's to change, not ours.
+   */
+  private portTaken(err: unknown, ...ports: Array<[key: string, planned: number]>): void {
+    if (!looksLikeAddrInUse(String((err as Error)?.message ?? err))) return;
+    const auto = ports.filter(([key, planned]) => planned === 0 && key in this.ports);
+    for (const [key] of auto) delete this.ports[key];
+    if (auto.length > 0) this.reapply();
   }
 
   // ---- units ------------------------------------------------------------------------------
@@ -305,7 +301,7 @@ export class Agent {
           const h = await startRedis({ dir: this.paths.redisDir, port, logFile: this.paths.log('redis'), settings });
           return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { redis: port }, info: { url: h.url } };
         } catch (err) {
-          this.portTaken('redis', r.port, err);
+          this.portTaken(err, ['redis', r.port]);
           throw err;
         }
       },
@@ -335,7 +331,7 @@ export class Agent {
             settings: SHARD_PG_SETTINGS,
           });
         } catch (err) {
-          this.portTaken(name, s.port, err);
+          this.portTaken(err, [name, s.port]);
           throw err;
         }
         try {
@@ -369,29 +365,21 @@ export class Agent {
     }
   }
 
-  /** `/<prefix>/shards/<id>`: created, or its URL updated (other fields kept). Retried while etcd comes up. */
+  /**
+   * The shard's entry (`mergeShardEntry`: created, or its URL and the plan's pool size written,
+   * other fields kept). Retried while etcd comes up.
+   */
   private async registerShard(s: ShardPlan, url: string): Promise<void> {
-    const key = `/${this.prefix}/shards/${s.id}`;
     const client = this.client!;
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
-        const text = await client.get(key).string();
-        let current: Record<string, unknown> = {};
-        if (text !== null) {
-          try {
-            current = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            this.log(`shard entry ${key} is not JSON; rewriting it`);
-          }
-        }
-        const next: Record<string, unknown> = { state: 'active', ...current, id: s.id, url };
-        if (s.poolSize !== undefined) next.poolSize = s.poolSize;
-        if (text !== null && JSON.stringify(next) === JSON.stringify(current)) return;
-        await client.put(key).value(JSON.stringify(next));
-        this.log(`shard ${s.id} registered at ${key}: ${url}`);
+        const w = await putShardEntry(client, this.prefix, { id: s.id, url, ...(s.poolSize !== undefined ? { poolSize: s.poolSize } : {}) });
+        if (w.outcome === 'replaced') this.log(`shard entry ${w.key} was not a JSON object; rewrote it`);
+        if (w.outcome !== 'unchanged') this.log(`shard ${s.id} registered at ${w.key}: ${url}`);
         return;
       } catch (err) {
+        if (err instanceof ShardEntryError) throw err;
         if (Date.now() > deadline) throw new Error(`cannot register shard ${s.id} in etcd: ${(err as Error).message}`);
         await new Promise<void>((r) => setTimeout(r, 300).unref());
       }
@@ -426,11 +414,10 @@ export class Agent {
         let ports: Record<string, number> = {};
         try {
           await proc.waitReady(async () => {
-            const text = await this.client!.get(`/${this.prefix}/instances/${i.id}`).string();
-            if (!text) return false;
-            const rec = JSON.parse(text) as { pid?: number; state?: string; tcpPort?: number; wsPort?: number };
-            if (rec.pid !== proc.pid || rec.state !== 'ready') return false;
-            ports = { tcp: rec.tcpPort ?? 0, ws: rec.wsPort ?? 0 };
+            const text = await this.client!.get(this.keys.instance(i.id)).string();
+            const r = text === null ? undefined : parseInstanceRecord(text);
+            if (!r?.ok || r.value.pid !== proc.pid || r.value.state !== 'ready') return false;
+            ports = { tcp: r.value.tcpPort, ws: r.value.wsPort };
             return true;
           }, 60_000);
         } catch (err) {
@@ -480,11 +467,7 @@ export class Agent {
           void h.proc.exited.then(() => ctl.detach());
           return { pid: h.pid, exited: h.proc.exited, stop: () => h.stop(), ports: { irc: ircPort, http: httpPort }, info: { bind: fd.bind } };
         } catch (err) {
-          if (/in use/.test((err as Error).message)) {
-            if (fd.ircPort === 0) delete this.ports['frontdoor.irc'];
-            if (fd.httpPort === 0) delete this.ports['frontdoor.http'];
-            if (fd.ircPort === 0 || fd.httpPort === 0) this.reapply();
-          }
+          this.portTaken(err, ['frontdoor.irc', fd.ircPort], ['frontdoor.http', fd.httpPort]);
           throw err;
         }
       },

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, looksLikeAddrInUse } from './ports.js';
+import { startOnFreePorts } from './ports.js';
 import { removeOnExit, spawnManaged, type ManagedProcess } from './proc.js';
 
 export interface EtcdOptions {
@@ -50,51 +50,47 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdHandle> {
   await fs.mkdir(dataDir, { recursive: true });
   const wasEmpty = (await fs.readdir(dataDir)).length === 0;
   const bin = opts.bin ?? process.env.PARLEY_ETCD_BIN ?? 'etcd';
-  const fixedPorts = opts.clientPort !== undefined && opts.peerPort !== undefined;
-  const attempts = fixedPorts ? 1 : 4;
+  // One member name for every attempt: the readiness check tells our member from another etcd.
+  const name = `parley-${crypto.randomBytes(4).toString('hex')}`;
 
   try {
-    for (let attempt = 1; ; attempt++) {
-      const clientPort = opts.clientPort ?? (await freePort());
-      let peerPort = opts.peerPort ?? (await freePort());
-      while (peerPort === clientPort) peerPort = await freePort();
-      const name = `parley-${crypto.randomBytes(4).toString('hex')}`;
-      const clientUrl = `http://127.0.0.1:${clientPort}`;
-      const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const proc = spawnManaged({
-        name: 'etcd',
-        command: bin,
-        args: [
-          `--name=${name}`,
-          `--data-dir=${dataDir}`,
-          `--listen-client-urls=${clientUrl}`,
-          `--advertise-client-urls=${clientUrl}`,
-          `--listen-peer-urls=${peerUrl}`,
-          `--initial-advertise-peer-urls=${peerUrl}`,
-          `--initial-cluster=${name}=${peerUrl}`,
-          `--initial-cluster-token=${name}`,
-          '--initial-cluster-state=new',
-          `--heartbeat-interval=${opts.heartbeatIntervalMs ?? 10}`,
-          `--election-timeout=${opts.electionTimeoutMs ?? 100}`,
-          '--logger=zap',
-          '--log-outputs=stderr',
-        ],
-        ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
-        env: { ...process.env, ETCDCTL_API: '3' },
-      });
-      try {
-        await proc.waitReady(() => etcdReady(clientUrl, name), opts.timeoutMs ?? 30_000);
-      } catch (err) {
-        await proc.stop('SIGKILL');
-        if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) {
-          // A fresh data dir may now hold a half-made member with the old ports; start clean.
-          if (wasEmpty) await emptyDir(dataDir);
-          continue;
-        }
-        throw err;
-      }
-      return makeHandle(proc, { clientUrl, clientPort, peerPort, dataDir, name, ownsDir, forget });
-    }
+    const { proc, ports } = await startOnFreePorts({
+      ports: [opts.clientPort, opts.peerPort],
+      spawn: ([clientPort, peerPort]) => {
+        const clientUrl = `http://127.0.0.1:${clientPort}`;
+        const peerUrl = `http://127.0.0.1:${peerPort}`;
+        return spawnManaged({
+          name: 'etcd',
+          command: bin,
+          args: [
+            `--name=${name}`,
+            `--data-dir=${dataDir}`,
+            `--listen-client-urls=${clientUrl}`,
+            `--advertise-client-urls=${clientUrl}`,
+            `--listen-peer-urls=${peerUrl}`,
+            `--initial-advertise-peer-urls=${peerUrl}`,
+            `--initial-cluster=${name}=${peerUrl}`,
+            `--initial-cluster-token=${name}`,
+            '--initial-cluster-state=new',
+            `--heartbeat-interval=${opts.heartbeatIntervalMs ?? 10}`,
+            `--election-timeout=${opts.electionTimeoutMs ?? 100}`,
+            '--logger=zap',
+            '--log-outputs=stderr',
+          ],
+          ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
+          env: { ...process.env, ETCDCTL_API: '3' },
+        });
+      },
+      ready: (_proc, [clientPort]) => etcdReady(`http://127.0.0.1:${clientPort}`, name),
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      stop: (proc) => proc.stop('SIGKILL'),
+      // A fresh data dir may now hold a half-made member with the old ports; start clean.
+      beforeRetry: async () => {
+        if (wasEmpty) await emptyDir(dataDir);
+      },
+    });
+    const [clientPort, peerPort] = ports as [number, number];
+    return makeHandle(proc, { clientUrl: `http://127.0.0.1:${clientPort}`, clientPort, peerPort, dataDir, name, ownsDir, forget });
   } catch (err) {
     if (ownsDir) await fs.rm(dataDir, { recursive: true, force: true }).catch(() => {});
     forget();

@@ -8,21 +8,9 @@
  * is retried on the next tick, and everything is pushed again after HAProxy (re)starts.
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { z } from 'zod';
+import { etcdKeys, parseInstanceRecord, type InstanceRecord } from '@parley/contracts';
 import { haproxyCommand, slotName, type SlotConfig } from './haproxy.js';
 import type { FrontDoorMember } from './statedir.js';
-
-const RecordSchema = z.object({
-  id: z.string(),
-  host: z.string(),
-  tcpPort: z.number().int().min(1).max(65535),
-  wsPort: z.number().int().min(1).max(65535),
-  state: z.enum(['ready', 'draining']),
-  pid: z.number().int().optional(),
-  serverName: z.string().optional(),
-});
-
-type InstanceRecord = z.infer<typeof RecordSchema>;
 
 export interface FrontDoorOptions {
   client: Etcd3;
@@ -55,7 +43,7 @@ export class FrontDoorController {
   constructor(private readonly o: FrontDoorOptions) {}
 
   private get instancesPrefix(): string {
-    return `/${this.o.prefix}/instances/`;
+    return etcdKeys(this.o.prefix).instances;
   }
 
   /** Reads the registry and watches it. Retries until etcd answers (or close()); never rejects. */
@@ -105,13 +93,12 @@ export class FrontDoorController {
 
   /** Returns the instance id, or undefined for an unreadable record. */
   private onPut(key: string, value: string, notify = true): string | undefined {
-    let rec: InstanceRecord;
-    try {
-      rec = RecordSchema.parse(JSON.parse(value));
-    } catch {
-      this.o.log(`front door: ignoring an unreadable registry entry at ${key}`);
+    const r = parseInstanceRecord(value);
+    if (!r.ok) {
+      this.o.log(`front door: ignoring an unreadable registry entry at ${key}: ${r.error}`);
       return undefined;
     }
+    const rec: InstanceRecord = r.value;
     const prev = this.members.get(rec.id);
     if (prev) {
       if (prev.rec.state !== rec.state || prev.rec.tcpPort !== rec.tcpPort || prev.rec.wsPort !== rec.wsPort || prev.rec.host !== rec.host) {

@@ -1,4 +1,4 @@
-export { freePort, freePorts, looksLikeAddrInUse } from './ports.js';
+export { freePort, freePorts, looksLikeAddrInUse, startOnFreePorts, type StartOnFreePortsOptions } from './ports.js';
 export {
   ManagedProcess,
   spawnManaged,
@@ -31,14 +31,13 @@ export {
   InstancePlanSchema,
   ShardPlanSchema,
   FrontDoorPlanSchema,
+  RedisPlanSchema,
   RESERVED_UNIT_NAMES,
   emptyPlan,
   parsePlan,
-  planKey,
   planUnitNames,
   etcdEndpoints,
   defaultHostName,
-  describeIssues,
   type HostPlan,
   type HostFile,
   type InstancePlan,

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { freePort, looksLikeAddrInUse } from './ports.js';
+import { startOnFreePorts } from './ports.js';
 import { removeOnExit, spawnManaged, type ManagedProcess } from './proc.js';
 
 const execFileP = promisify(execFile);
@@ -358,33 +358,29 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
     }
     if (who) await fs.chown(socketDir, who.uid, who.gid);
 
-    const attempts = opts.port !== undefined ? 1 : 4;
-    for (let attempt = 1; ; attempt++) {
-      const port = opts.port ?? (await freePort());
-      const proc = spawnManaged({
-        name: 'postgres',
-        command: bins.postgres,
-        args: ['-D', dataDir, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1'],
-        cwd: dataDir,
-        env: childEnv(),
-        // Immediate shutdown if we die: unlike SIGKILL it removes the /dev/shm segments.
-        emergencySignal: 'SIGQUIT',
-        ...(who ? { uid: who.uid, gid: who.gid } : {}),
-        ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
-      });
-      try {
-        await proc.waitReady(() => pgServesDataDir(port, dataDir), opts.timeoutMs ?? 60_000);
-      } catch (err) {
-        await proc.stop(['SIGQUIT'], 5_000);
-        if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) continue;
-        throw err;
-      }
-      const ownedDirs = [...cleanup];
-      const forgetAll = [...forgets];
-      cleanup.length = 0; // the handle owns them now
-      forgets.length = 0;
-      return makeHandle(proc, { port, dataDir, socketDir, ownedDirs, forgetAll });
-    }
+    const { proc, ports } = await startOnFreePorts({
+      ports: [opts.port],
+      spawn: ([port]) =>
+        spawnManaged({
+          name: 'postgres',
+          command: bins.postgres,
+          args: ['-D', dataDir, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1'],
+          cwd: dataDir,
+          env: childEnv(),
+          // Immediate shutdown if we die: unlike SIGKILL it removes the /dev/shm segments.
+          emergencySignal: 'SIGQUIT',
+          ...(who ? { uid: who.uid, gid: who.gid } : {}),
+          ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
+        }),
+      ready: (_proc, [port]) => pgServesDataDir(port!, dataDir),
+      timeoutMs: opts.timeoutMs ?? 60_000,
+      stop: (proc) => proc.stop(['SIGQUIT'], 5_000),
+    });
+    const ownedDirs = [...cleanup];
+    const forgetAll = [...forgets];
+    cleanup.length = 0; // the handle owns them now
+    forgets.length = 0;
+    return makeHandle(proc, { port: ports[0]!, dataDir, socketDir, ownedDirs, forgetAll });
   } catch (err) {
     for (const d of cleanup) await fs.rm(d, { recursive: true, force: true }).catch(() => {});
     for (const f of forgets) f();

@@ -7,6 +7,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { withTimeout } from '@parley/contracts';
 
 export interface ManagedSpawnOptions {
   /** Short name used in errors and logs, e.g. "etcd". */
@@ -223,7 +224,8 @@ export class ManagedProcess {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       try {
-        const ok = await raceTimeout(check(), Math.min(remaining, 5_000));
+        const ms = Math.min(remaining, 5_000);
+        const ok = await withTimeout(check(), ms, `check timed out after ${ms} ms`);
         if (ok) return;
       } catch (err) {
         lastError = err;
@@ -413,19 +415,6 @@ async function exitsWithin(exited: Promise<ExitInfo>, ms: number): Promise<boole
   });
   try {
     return await Promise.race([exited.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`check timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([p, timeout]);
   } finally {
     clearTimeout(timer);
   }

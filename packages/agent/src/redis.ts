@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, looksLikeAddrInUse } from './ports.js';
+import { startOnFreePorts } from './ports.js';
 import { removeOnExit, spawnManaged, type ManagedProcess } from './proc.js';
 
 export interface RedisOptions {
@@ -45,40 +45,37 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
   const forget = ownsDir ? removeOnExit(dir) : () => {};
   await fs.mkdir(dir, { recursive: true });
   const bin = opts.bin ?? process.env.PARLEY_REDIS_BIN ?? 'redis-server';
-  const attempts = opts.port !== undefined ? 1 : 4;
 
   try {
-    for (let attempt = 1; ; attempt++) {
-      const port = opts.port ?? (await freePort());
-      const args = [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--dir', dir,
-        '--save', '',
-        '--appendonly', 'no',
-        '--protected-mode', 'no',
-        '--daemonize', 'no',
-        '--logfile', '',
-        '--client-output-buffer-limit', 'pubsub 256mb 64mb 60',
-      ];
-      if (opts.maxmemory !== undefined) args.push('--maxmemory', opts.maxmemory);
-      for (const [k, v] of Object.entries(opts.settings ?? {})) args.push(`--${k}`, String(v));
-      const proc = spawnManaged({
-        name: 'redis',
-        command: bin,
-        args,
-        cwd: dir,
-        ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
-      });
-      try {
-        await proc.waitReady(() => redisServesPid(port, proc.pid), opts.timeoutMs ?? 20_000);
-      } catch (err) {
-        await proc.stop('SIGKILL');
-        if (attempt < attempts && !proc.running && looksLikeAddrInUse(proc.logTail())) continue;
-        throw err;
-      }
-      return makeHandle(proc, port, dir, ownsDir, forget);
-    }
+    const { proc, ports } = await startOnFreePorts({
+      ports: [opts.port],
+      spawn: ([port]) => {
+        const args = [
+          '--port', String(port),
+          '--bind', '127.0.0.1',
+          '--dir', dir,
+          '--save', '',
+          '--appendonly', 'no',
+          '--protected-mode', 'no',
+          '--daemonize', 'no',
+          '--logfile', '',
+          '--client-output-buffer-limit', 'pubsub 256mb 64mb 60',
+        ];
+        if (opts.maxmemory !== undefined) args.push('--maxmemory', opts.maxmemory);
+        for (const [k, v] of Object.entries(opts.settings ?? {})) args.push(`--${k}`, String(v));
+        return spawnManaged({
+          name: 'redis',
+          command: bin,
+          args,
+          cwd: dir,
+          ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
+        });
+      },
+      ready: (proc, [port]) => redisServesPid(port!, proc.pid),
+      timeoutMs: opts.timeoutMs ?? 20_000,
+      stop: (proc) => proc.stop('SIGKILL'),
+    });
+    return makeHandle(proc, ports[0]!, dir, ownsDir, forget);
   } catch (err) {
     if (ownsDir) await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
     forget();

@@ -140,6 +140,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return this.units.get(name)?.state === 'running';
   }
 
+  /**
+   * Resolves once `pred()` holds: checked now and after every 'change'. It never rejects and has
+   * no time limit of its own; callers that need one wrap it (`withTimeout`).
+   */
+  when(pred: () => boolean): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!pred()) return;
+        this.off('change', check);
+        resolve();
+      };
+      this.on('change', check);
+    });
+  }
+
   snapshot(): UnitSnapshot[] {
     return [...this.units.values()].map((u) => ({
       name: u.last.name,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { InstanceOptionsSchema, ParleyServer, StartupError, describeZodError } from '@parley/server';
+import { describeZodError } from '@parley/contracts';
+import { InstanceOptionsSchema, ParleyServer, StartupError } from '@parley/server';
 import { die, intArg, list } from './util.js';
 import { register as registerLab } from './lab/index.js';
 import { register as registerLoad } from './load/index.js';

@@ -3,21 +3,17 @@
  * writing the host plan (compare-and-swap on the key's revision), and waiting until the host
  * runs what its plan says (agent status, registry, front door).
  */
-import type { InstanceRecord } from '@parley/server';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Etcd3 } from 'etcd3';
+import { describeZodError, emptyPlan, etcdKeys, parsePlan, readInstances, type HostPlan, type InstanceRecord } from '@parley/contracts';
 import {
   HostFileSchema,
   StateDirError,
-  describeIssues,
-  emptyPlan,
   etcdEndpoints,
   haproxyStats,
   liveAgent,
-  parsePlan,
-  planKey,
   planUnitNames,
   readJsonFile,
   readStatus,
@@ -25,7 +21,6 @@ import {
   statePaths,
   type AgentStatus,
   type HostFile,
-  type HostPlan,
   type StatePaths,
 } from '@parley/agent';
 
@@ -64,7 +59,7 @@ export async function readHostFile(p: StatePaths): Promise<HostFile | undefined>
   }
   if (raw === undefined) return undefined;
   const r = HostFileSchema.safeParse(raw);
-  if (!r.success) throw new LabError(`corrupt state directory ${p.root}: host.json: ${describeIssues(r.error)}; run \`parley clean --state-dir ${p.root}\` to start over`);
+  if (!r.success) throw new LabError(`corrupt state directory ${p.root}: host.json: ${describeZodError(r.error)}; run \`parley clean --state-dir ${p.root}\` to start over`);
   return r.data;
 }
 
@@ -96,11 +91,12 @@ export interface StoredPlan {
 }
 
 export async function readPlan(client: Etcd3, host: HostFile): Promise<StoredPlan> {
-  const res = await client.get(planKey(host.prefix, host.host)).exec();
+  const key = etcdKeys(host.prefix).hostPlan(host.host);
+  const res = await client.get(key).exec();
   const kv = res.kvs[0];
   if (!kv) return { plan: emptyPlan(), modRevision: 0 };
   const r = parsePlan(kv.value.toString());
-  if (!r.ok) throw new LabError(`the plan in etcd (${planKey(host.prefix, host.host)}) is invalid: ${r.error}`);
+  if (!r.ok) throw new LabError(`the plan in etcd (${key}) is invalid: ${r.error}`);
   return { plan: r.plan, modRevision: Number(kv.mod_revision) };
 }
 
@@ -110,7 +106,7 @@ export async function readPlan(client: Etcd3, host: HostFile): Promise<StoredPla
  * (the old revision when nothing changed).
  */
 export async function updatePlan(client: Etcd3, host: HostFile, change: (p: HostPlan) => HostPlan): Promise<{ plan: HostPlan; revision: number; changed: boolean }> {
-  const key = planKey(host.prefix, host.host);
+  const key = etcdKeys(host.prefix).hostPlan(host.host);
   for (let attempt = 0; attempt < 10; attempt++) {
     const cur = await readPlan(client, host);
     const next = change(structuredClone(cur.plan));
@@ -127,17 +123,9 @@ export async function updatePlan(client: Etcd3, host: HostFile, change: (p: Host
 /** A registry entry as the server publishes it. */
 export type InstanceView = InstanceRecord;
 
-export async function registry(client: Etcd3, prefix: string): Promise<InstanceView[]> {
-  const all = await client.getAll().prefix(`/${prefix}/instances/`).strings();
-  const out: InstanceView[] = [];
-  for (const v of Object.values(all)) {
-    try {
-      out.push(JSON.parse(v) as InstanceView);
-    } catch {
-      // unreadable entries are reported by the servers themselves
-    }
-  }
-  return out;
+/** The registry; unreadable entries are left out (the servers report them themselves). */
+export function registry(client: Etcd3, prefix: string): Promise<InstanceView[]> {
+  return readInstances(client, prefix);
 }
 
 export interface Convergence {

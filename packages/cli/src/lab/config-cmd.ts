@@ -9,9 +9,18 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { z } from 'zod';
-import { ClusterConfigSchema, describeZodError, parseClusterConfig } from '@parley/server';
-import { etcdEndpoints, parsePlan, stateDirKind, statePaths } from '@parley/agent';
+import {
+  ClusterConfigSchema,
+  RoomPinSchema,
+  ShardEntryError,
+  ShardEntrySchema,
+  describeZodError,
+  etcdKeys,
+  mergeShardEntry,
+  parseClusterConfig,
+  parsePlan,
+} from '@parley/contracts';
+import { etcdEndpoints, stateDirKind, statePaths } from '@parley/agent';
 import { LabError, readHostFile } from './common.js';
 
 export interface ConfigCmdOptions {
@@ -45,7 +54,7 @@ async function readValue(action: string, value: string | undefined): Promise<str
 
 /** `KEY` relative to the prefix, or absolute (`/parley/shards/0`). */
 function absKey(prefix: string, key: string): string {
-  return key.startsWith('/') ? key : `/${prefix}/${key}`;
+  return key.startsWith('/') ? key : etcdKeys(prefix).root + key;
 }
 
 export async function runConfig(action: string, value: string | undefined, o: ConfigCmdOptions): Promise<void> {
@@ -59,7 +68,7 @@ export async function runConfig(action: string, value: string | undefined, o: Co
   if (!actions.includes(action)) throw new LabError(`unknown config action '${action}' (expected ${actions.join(', ')})`);
   if ((action === 'export' || action === 'import') && !value) throw new LabError(`config ${action} needs a directory, e.g. parley config ${action} ./cluster-config`);
   const { client, prefix } = await connect(o);
-  const key = `/${prefix}/config`;
+  const key = etcdKeys(prefix).config;
   try {
     await client.get(key).exec().catch((err: Error) => {
       throw new LabError(`cannot reach etcd: ${err.message.split('\n')[0]}`);
@@ -152,7 +161,7 @@ function keyToFile(rel: string, isJson: boolean): string | null {
 }
 
 async function exportTree(client: Etcd3, prefix: string, dir: string): Promise<void> {
-  const root = `/${prefix}/`;
+  const root = etcdKeys(prefix).root;
   const res = await client.getAll().prefix(root).exec();
   const abs = path.resolve(dir);
   const entries = await fs.readdir(abs).catch(() => null);
@@ -222,41 +231,48 @@ async function listFiles(dir: string, rel = ''): Promise<string[]> {
   return out;
 }
 
-const ShardEntrySchema = z.object({
-  id: z.number().int().min(0),
-  url: z.string().url(),
-  poolSize: z.number().int().min(1).max(100).optional(),
-  state: z.enum(['active', 'draining']).optional(),
-}).passthrough();
-
-const RoomPinSchema = z.object({ shard: z.number().int().min(0) }).passthrough();
-
-/** Checks one file's value for its key; returns the value to store, or throws a LabError. */
-function validateEntry(rel: string, key: string, text: string, isJson: boolean): string {
+/**
+ * Checks one file's value for its key (`prefix` is the cluster's); returns the value to store, or
+ * throws a LabError. A shard entry is written as the file has it (an import replaces the entry),
+ * through the same merge as every other writer, which fills in what a new entry gets by default.
+ */
+function validateEntry(prefix: string, rel: string, key: string, text: string, isJson: boolean): string {
+  const ref = etcdKeys(prefix).parse(key);
+  if (ref?.kind === 'instance') throw new LabError(`${rel}: instances/ are runtime registrations made by running servers; remove it from the directory`);
+  if (ref?.kind === 'invalid') throw new LabError(`${rel}: ${ref.reason}`);
   if (!isJson) return text;
   const json = tryJsonStrict(text);
   if (json === undefined) throw new LabError(`${rel}: not valid JSON`);
-  const where = key.split('/').slice(2);
-  if (where[0] === 'instances') throw new LabError(`${rel}: instances/ are runtime registrations made by running servers; remove it from the directory`);
-  if (where.length === 1 && where[0] === 'config') {
-    const r = parseClusterConfig(text);
-    if (!r.ok) throw new LabError(`${rel}: invalid configuration: ${r.error}`);
-    return JSON.stringify(r.config);
+  switch (ref?.kind) {
+    case 'config': {
+      const r = parseClusterConfig(text);
+      if (!r.ok) throw new LabError(`${rel}: invalid configuration: ${r.error}`);
+      return JSON.stringify(r.config);
+    }
+    case 'shard': {
+      const r = ShardEntrySchema.safeParse(json);
+      if (!r.success) throw new LabError(`${rel}: invalid shard entry: ${describeZodError(r.error)}`);
+      if (r.data.id !== ref.id) throw new LabError(`${rel}: its id ${r.data.id} must equal the key's shard number ${ref.id}`);
+      try {
+        return JSON.stringify(mergeShardEntry(r.data, { id: ref.id, url: r.data.url }));
+      } catch (err) {
+        if (err instanceof ShardEntryError) throw new LabError(`${rel}: ${err.message}`);
+        throw err;
+      }
+    }
+    case 'room': {
+      const r = RoomPinSchema.safeParse(json);
+      if (!r.success) throw new LabError(`${rel}: invalid room entry: ${describeZodError(r.error)}`);
+      return JSON.stringify(r.data);
+    }
+    case 'hostPlan': {
+      const r = parsePlan(text);
+      if (!r.ok) throw new LabError(`${rel}: invalid host plan: ${r.error}`);
+      return JSON.stringify(json);
+    }
+    default:
+      return JSON.stringify(json);
   }
-  if (where[0] === 'shards' && where.length === 2) {
-    const r = ShardEntrySchema.safeParse(json);
-    if (!r.success) throw new LabError(`${rel}: invalid shard entry: ${describeZodError(r.error)}`);
-    if (String(r.data.id) !== where[1]) throw new LabError(`${rel}: its id ${r.data.id} must equal the key's shard number ${where[1]}`);
-  }
-  if (where[0] === 'rooms' && where.length === 2) {
-    const r = RoomPinSchema.safeParse(json);
-    if (!r.success) throw new LabError(`${rel}: invalid room entry: ${describeZodError(r.error)}`);
-  }
-  if (where[0] === 'hosts' && where.length === 3 && where[2] === 'plan') {
-    const r = parsePlan(text);
-    if (!r.ok) throw new LabError(`${rel}: invalid host plan: ${r.error}`);
-  }
-  return JSON.stringify(json);
 }
 
 async function importTree(client: Etcd3, prefix: string, dir: string): Promise<void> {
@@ -269,15 +285,15 @@ async function importTree(client: Etcd3, prefix: string, dir: string): Promise<v
   for (const rel of files) {
     const isJson = rel.endsWith('.json');
     if (!isJson && !rel.endsWith('.raw')) throw new LabError(`${rel}: unexpected file (an export holds only .json and .raw files)`);
-    const key = `/${prefix}/${rel.slice(0, rel.length - (isJson ? 5 : 4))}`;
+    const key = etcdKeys(prefix).root + rel.slice(0, rel.length - (isJson ? 5 : 4));
     const text = await fs.readFile(path.join(abs, rel), 'utf8');
-    puts.push({ key, value: validateEntry(rel, key, text, isJson) });
+    puts.push({ key, value: validateEntry(prefix, rel, key, text, isJson) });
   }
   // etcd allows 128 operations per transaction by default.
   for (let i = 0; i < puts.length; i += 100) {
     const batch = puts.slice(i, i + 100);
     const ops = batch.map((p) => client.put(p.key).value(p.value));
-    await client.if(`/${prefix}/config`, 'Version', '>', -1).then(...ops).commit();
+    await client.if(etcdKeys(prefix).config, 'Version', '>', -1).then(...ops).commit();
   }
-  process.stdout.write(`imported ${puts.length} key(s) from ${abs} into /${prefix}/\n`);
+  process.stdout.write(`imported ${puts.length} key(s) from ${abs} into ${etcdKeys(prefix).root}\n`);
 }

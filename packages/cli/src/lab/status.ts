@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import pg from 'pg';
+import { withTimeout } from '@parley/contracts';
 import { haproxyInfo, haproxyStats, type AgentStatus, type ProcessStatus, type StatRow } from '@parley/agent';
 import { etcdClient, openLab, registry, sleep, type InstanceView } from './common.js';
 
@@ -47,7 +48,7 @@ export async function collectStatus(stateDir: string, sample = true): Promise<St
   let hap: StatRow[] | null = null;
   try {
     [reg, hap] = await Promise.all([
-      withTimeout(registry(client, lab.host.prefix), 2_000).catch(() => [] as InstanceView[]),
+      withTimeout(registry(client, lab.host.prefix), 2_000, 'etcd did not answer within 2 s').catch(() => [] as InstanceView[]),
       st.frontDoor ? haproxyStats(st.frontDoor.socket, 1_000).catch(() => null) : Promise.resolve(null),
     ]);
   } finally {
@@ -220,10 +221,6 @@ function redisInfo(port: number): Promise<string | null> {
       else if (buf.startsWith('-')) done(null);
     });
   });
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), ms).unref())]);
 }
 
 export async function runStatus(o: { stateDir: string; json?: boolean }): Promise<number> {

@@ -11,6 +11,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Etcd3 } from 'etcd3';
+import { etcdKeys } from '@parley/contracts';
 import {
   defaultHostName,
   freePort,
@@ -18,7 +19,6 @@ import {
   liveAgent,
   pgBinaries,
   pidAlive,
-  planKey,
   readStatus,
   sameProcess,
   writeJsonAtomic,
@@ -247,7 +247,7 @@ async function waitEtcd(lab: Lab): Promise<Etcd3> {
     if (etcd?.state === 'running' || !lab.host.etcd.managed) {
       const client = etcdClient(lab.host);
       try {
-        await client.get(planKey(lab.host.prefix, lab.host.host)).exec();
+        await client.get(etcdKeys(lab.host.prefix).hostPlan(lab.host.host)).exec();
         return client;
       } catch {
         client.close();

@@ -1,20 +1,11 @@
 import type { Etcd3, Lease, Watcher } from 'etcd3';
-import { createEtcdClient } from './etcd-client.js';
 import type { Logger } from 'pino';
+import { etcdKeys, readInstances, withTimeout, type EtcdKeys, type InstanceRecord } from '@parley/contracts';
+import { createEtcdClient } from './etcd-client.js';
 import { type ClusterConfig, defaultClusterConfig, parseClusterConfig } from '../config.js';
 
-/** What an instance publishes about itself under `<prefix>/instances/<id>`. */
-export interface InstanceRecord {
-  id: string;
-  serverName: string;
-  host: string;
-  tcpPort: number;
-  wsPort: number;
-  pid: number;
-  startedAt: number;
-  connections: number;
-  state: 'ready' | 'draining';
-}
+/** What an instance publishes about itself: `InstanceRecordSchema` in @parley/contracts. */
+export type { InstanceRecord };
 
 export interface RegistryEvents {
   /** the cluster configuration changed (already validated) */
@@ -31,15 +22,6 @@ export interface RegistryEvents {
 export class EtcdUnavailableError extends Error {}
 export class InvalidConfigError extends Error {}
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new EtcdUnavailableError(what)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
 /**
  * The instance's view of etcd: its own registration under a lease (re-granted when lost), the
  * live cluster configuration, and departures of other instances. While etcd is unreachable the
@@ -47,6 +29,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  */
 export class EtcdRegistry {
   readonly client: Etcd3;
+  private readonly keys: EtcdKeys;
   private lease: Lease | null = null;
   private record: InstanceRecord | null = null;
   private watchers: Watcher[] = [];
@@ -62,19 +45,20 @@ export class EtcdRegistry {
     private readonly log: Logger,
   ) {
     this.client = createEtcdClient(endpoints);
+    this.keys = etcdKeys(prefix);
   }
 
   get configKey(): string {
-    return `${this.prefix}/config`;
+    return this.keys.config;
   }
 
   get instancesPrefix(): string {
-    return `${this.prefix}/instances/`;
+    return this.keys.instances;
   }
 
   /** Reads the configuration; throws EtcdUnavailableError when etcd does not answer in time. */
   async loadConfig(timeoutMs: number): Promise<ClusterConfig> {
-    const text = await withTimeout(this.client.get(this.configKey).string(), timeoutMs, 'etcd did not answer');
+    const text = await withTimeout(this.client.get(this.configKey).string(), timeoutMs, () => new EtcdUnavailableError('etcd did not answer'));
     if (text === null) return (this.config = defaultClusterConfig());
     const r = parseClusterConfig(text);
     // At start an invalid configuration is fatal (fail fast); later, the last good one is kept.
@@ -106,8 +90,8 @@ export class EtcdRegistry {
     cfg.on('error', (err: Error) => this.log.warn({ err: err.message }, 'config watch error'));
     const inst = await this.client.watch().prefix(this.instancesPrefix).create();
     inst.on('delete', (kv) => {
-      const id = kv.key.toString().slice(this.instancesPrefix.length);
-      if (id !== this.record?.id) this.events.instanceGone(id);
+      const ref = this.keys.parse(kv.key.toString());
+      if (ref?.kind === 'instance' && ref.id !== this.record?.id) this.events.instanceGone(ref.id);
     });
     inst.on('error', (err: Error) => this.log.warn({ err: err.message }, 'instance watch error'));
     this.watchers.push(cfg, inst);
@@ -153,7 +137,7 @@ export class EtcdRegistry {
   }
 
   private instanceKey(id: string): string {
-    return this.instancesPrefix + id;
+    return this.keys.instance(id);
   }
 
   /** Updates the published record (connection count, state); errors are logged, never thrown. */
@@ -168,17 +152,8 @@ export class EtcdRegistry {
     );
   }
 
-  async liveInstances(): Promise<InstanceRecord[]> {
-    const all = await this.client.getAll().prefix(this.instancesPrefix).strings();
-    const out: InstanceRecord[] = [];
-    for (const v of Object.values(all)) {
-      try {
-        out.push(JSON.parse(v) as InstanceRecord);
-      } catch {
-        this.log.warn('unreadable instance record in etcd');
-      }
-    }
-    return out;
+  liveInstances(): Promise<InstanceRecord[]> {
+    return readInstances(this.client, this.prefix, (key, error) => this.log.warn({ key, error }, 'unreadable instance record in etcd'));
   }
 
   async close(): Promise<void> {

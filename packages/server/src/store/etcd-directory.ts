@@ -1,24 +1,15 @@
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { z } from 'zod';
+import { etcdKeys, jsonObject, RoomPinSchema, ShardEntrySchema, withPin, describeZodError, type EtcdKeys, type RoomPin, type ShardEntry } from '@parley/contracts';
 import type { ShardDirectory, ShardInfo } from './directory.js';
 import type { StoreLogger } from './pg-shard.js';
 import { pickShard } from './static-directory.js';
 
-/** `<prefix>/shards/<id>`; other fields (host, port, QoS class...) are allowed and ignored here. */
-export const ShardEntrySchema = z.object({
-  id: z.number().int().nonnegative(),
-  url: z.string().min(1),
-  poolSize: z.number().int().positive().optional(),
-  state: z.enum(['active', 'draining']).optional(),
-});
-export type ShardEntry = z.infer<typeof ShardEntrySchema>;
-
-/** `<prefix>/rooms/<urlencoded room>`; may carry other room overrides beside the pin. */
-const RoomEntrySchema = z.looseObject({ shard: z.number().int().nonnegative().optional() });
+/** The shard entry and the room pin are cluster contracts (@parley/contracts); re-exported for the store's users. */
+export { ShardEntrySchema, type ShardEntry };
 
 export interface EtcdShardDirectoryOptions {
   client: Etcd3;
-  /** key prefix, default `/parley` */
+  /** the cluster's etcd prefix (`parley` or `/parley`), default `parley` */
   prefix?: string;
   /** pool size for shards whose entry has none (default 4) */
   defaultPoolSize?: number;
@@ -41,7 +32,7 @@ interface KnownShard extends ShardInfo {
  */
 export class EtcdShardDirectory implements ShardDirectory {
   private readonly client: Etcd3;
-  private readonly prefix: string;
+  private readonly keys: EtcdKeys;
   private readonly defaultPoolSize: number;
   private readonly logger: StoreLogger | undefined;
   private readonly onShardsChanged: ((shards: ShardInfo[]) => void) | undefined;
@@ -55,18 +46,18 @@ export class EtcdShardDirectory implements ShardDirectory {
 
   constructor(opts: EtcdShardDirectoryOptions) {
     this.client = opts.client;
-    this.prefix = (opts.prefix ?? '/parley').replace(/\/+$/, '');
+    this.keys = etcdKeys(opts.prefix ?? 'parley');
     this.defaultPoolSize = opts.defaultPoolSize ?? 4;
     this.logger = opts.logger;
     this.onShardsChanged = opts.onShardsChanged;
   }
 
   private get shardsPrefix(): string {
-    return `${this.prefix}/shards/`;
+    return this.keys.shards;
   }
 
   roomKey(room: string): string {
-    return `${this.prefix}/rooms/${encodeURIComponent(room)}`;
+    return this.keys.room(room);
   }
 
   /** Loads the shard map and watches it from the revision it was read at. Idempotent. */
@@ -115,14 +106,13 @@ export class EtcdShardDirectory implements ShardDirectory {
   /** Adds or updates a shard from its etcd entry; false when the entry is invalid. */
   private apply(kv: IKeyValue): boolean {
     const key = kv.key.toString();
-    let entry: ShardEntry;
-    try {
-      entry = ShardEntrySchema.parse(JSON.parse(kv.value.toString()));
-    } catch (err) {
-      this.logger?.warn({ key, err }, 'invalid shard entry skipped');
+    const parsed = ShardEntrySchema.safeParse(jsonObject(kv.value.toString()));
+    if (!parsed.success) {
+      this.logger?.warn({ key, error: describeZodError(parsed.error) }, 'invalid shard entry skipped');
       return false;
     }
-    if (key !== `${this.shardsPrefix}${entry.id}`) {
+    const entry = parsed.data;
+    if (key !== this.keys.shard(entry.id)) {
       this.logger?.warn({ key, id: entry.id }, 'shard entry id does not match its key; skipped');
       return false;
     }
@@ -136,7 +126,8 @@ export class EtcdShardDirectory implements ShardDirectory {
   }
 
   private remove(kv: IKeyValue): boolean {
-    const id = Number(kv.key.toString().slice(this.shardsPrefix.length));
+    const ref = this.keys.parse(kv.key.toString());
+    const id = ref?.kind === 'shard' ? ref.id : -1;
     if (!this.known.delete(id)) return false;
     this.logger?.warn({ shard: id }, 'shard removed from the shard map');
     return true;
@@ -180,10 +171,10 @@ export class EtcdShardDirectory implements ShardDirectory {
     for (let attempt = 0; attempt < MAX_PIN_ATTEMPTS; attempt++) {
       const res = await this.client.get(key).exec();
       const kv = res.kvs[0];
-      let existing: z.infer<typeof RoomEntrySchema> = {};
+      let existing: RoomPin = {};
       if (kv) {
-        const parsed = RoomEntrySchema.safeParse(safeJson(kv.value.toString()));
-        if (!parsed.success) throw new Error(`invalid room entry at ${key}: ${parsed.error.message}`);
+        const parsed = RoomPinSchema.safeParse(safeJson(kv.value.toString()));
+        if (!parsed.success) throw new Error(`invalid room entry at ${key}: ${describeZodError(parsed.error)}`);
         if (parsed.data.shard !== undefined) return parsed.data.shard;
         existing = parsed.data;
       }
@@ -193,7 +184,7 @@ export class EtcdShardDirectory implements ShardDirectory {
       // Revision 0 means "key absent"; otherwise the key must be exactly what we just read.
       const txn = await this.client
         .if(key, 'Mod', '==', kv ? kv.mod_revision : 0)
-        .then(this.client.put(key).value(JSON.stringify({ ...existing, shard: chosen })))
+        .then(this.client.put(key).value(JSON.stringify(withPin(existing, chosen))))
         .commit();
       if (txn.succeeded) {
         this.logger?.info({ room, shard: chosen }, 'room pinned to shard');

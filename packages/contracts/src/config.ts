@@ -1,0 +1,61 @@
+import { z } from 'zod';
+import { parseJson } from './util.js';
+
+/** A cluster's name: etcd keys `/<prefix>/...`, Redis keys `<prefix>:...`. */
+export const PrefixSchema = z.string().regex(/^[A-Za-z0-9_-]{1,40}$/);
+
+/**
+ * The cluster-wide configuration, stored as JSON under `<prefix>/config` in etcd and watched live
+ * by every instance. One schema validates etcd, files and the CLI alike: defaults are explicit,
+ * unknown keys are refused at every level.
+ */
+export const ClusterConfigSchema = z
+  .object({
+    networkName: z.string().min(1).max(32).regex(/^[A-Za-z0-9_.-]+$/).default('Parley'),
+    motd: z.array(z.string().max(400)).max(100).default(['Welcome to Parley.']),
+    /** server password (IRC `PASS`); null = none */
+    password: z.string().min(1).max(256).nullable().default(null),
+    limits: z
+      .object({
+        /** bytes of an IRC line without its tags, CRLF included (RFC: 512) */
+        lineBytes: z.number().int().min(512).max(16384).default(512),
+        /** bytes of the tags section (IRCv3: 8191) */
+        tagBytes: z.number().int().min(512).max(8191).default(8191),
+        nickLen: z.number().int().min(9).max(64).default(30),
+        channelLen: z.number().int().min(16).max(200).default(64),
+        topicLen: z.number().int().min(16).max(400).default(390),
+        awayLen: z.number().int().min(16).max(400).default(200),
+        kickLen: z.number().int().min(16).max(400).default(255),
+        channelsPerUser: z.number().int().min(1).max(10000).default(100),
+        /** most messages one CHATHISTORY request returns */
+        historyMax: z.number().int().min(1).max(10000).default(1000),
+        /**
+         * messages this instance may have waiting for one shard's commit; above it new messages
+         * to rooms of that shard are refused (FAIL ... RATE_LIMITED) instead of queueing
+         */
+        storeBacklog: z.number().int().min(1).max(1_000_000).default(20000),
+      })
+      .strict()
+      .prefault({}),
+    flood: z
+      .object({
+        /** sustained lines per second a connection may send; 0 disables the limit */
+        linesPerSecond: z.number().min(0).max(1_000_000).default(20),
+        /** lines a connection may send at once above the sustained rate */
+        burst: z.number().int().min(1).max(1_000_000).default(200),
+      })
+      .strict()
+      .prefault({}),
+    /** seconds of silence before the server PINGs a client; twice that without reply drops it */
+    pingIntervalSeconds: z.number().int().min(5).max(3600).default(90),
+  })
+  .strict();
+
+export type ClusterConfig = z.infer<typeof ClusterConfigSchema>;
+
+export const defaultClusterConfig = (): ClusterConfig => ClusterConfigSchema.parse({});
+
+export function parseClusterConfig(text: string): { ok: true; config: ClusterConfig } | { ok: false; error: string } {
+  const r = parseJson(ClusterConfigSchema, text);
+  return r.ok ? { ok: true, config: r.value } : r;
+}

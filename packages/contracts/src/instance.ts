@@ -1,0 +1,48 @@
+import type { Etcd3 } from 'etcd3';
+import { z } from 'zod';
+import { etcdKeys } from './keys.js';
+import { parseJson, type Parsed } from './util.js';
+
+const port = z.number().int().min(1).max(65535);
+
+/**
+ * What a running instance publishes about itself under `/<prefix>/instances/<id>`, attached to its
+ * lease and rewritten every few seconds (connection count, state). Read by the other instances
+ * (who is alive), the front door (backends) and the CLI (status). Unknown fields are dropped when
+ * read, so a tool keeps reading the records of a newer server that adds some.
+ */
+export const InstanceRecordSchema = z.object({
+  id: z.string().min(1),
+  /** the IRC server name the instance announces */
+  serverName: z.string().min(1),
+  /** where other processes reach it (`--advertise-host`, else `--host`) */
+  host: z.string().min(1),
+  /** the ports it actually listens on (never 0: written after listening) */
+  tcpPort: port,
+  wsPort: port,
+  pid: z.number().int().positive(),
+  /** ms since the epoch */
+  startedAt: z.number().int().nonnegative(),
+  connections: z.number().int().nonnegative(),
+  /** `draining`: stopping; takes no new clients (the front door takes it out) */
+  state: z.enum(['ready', 'draining']),
+});
+
+export type InstanceRecord = z.infer<typeof InstanceRecordSchema>;
+
+export const parseInstanceRecord = (text: string): Parsed<InstanceRecord> => parseJson(InstanceRecordSchema, text);
+
+/**
+ * Every valid registration of the cluster, in key order. An unreadable one is left out and
+ * reported to `onInvalid` (it is the writing instance's problem, not the reader's).
+ */
+export async function readInstances(client: Etcd3, prefix: string, onInvalid?: (key: string, error: string) => void): Promise<InstanceRecord[]> {
+  const all = await client.getAll().prefix(etcdKeys(prefix).instances).strings();
+  const out: InstanceRecord[] = [];
+  for (const [key, text] of Object.entries(all)) {
+    const r = parseInstanceRecord(text);
+    if (r.ok) out.push(r.value);
+    else onInvalid?.(key, r.error);
+  }
+  return out;
+}
