@@ -28,6 +28,12 @@ export interface MemoryStoreOptions {
 }
 
 /**
+ * A fault for unit tests of the store's callers: given an append, the error to reject it with
+ * (e.g. `new StoreUnavailableError(0)`), or null to store it. Rejected messages are not stored.
+ */
+export type AppendFault = (msg: NewMessage) => Error | null;
+
+/**
  * MessageStore in memory, with the same semantics as the PostgreSQL store, for unit tests of the
  * modules that use a store. Appends resolve asynchronously, in call order.
  */
@@ -35,6 +41,7 @@ export class MemoryStore implements MessageStore {
   private readonly rooms = new Map<string, StoredMessage[]>();
   private readonly now: () => number;
   private closed = false;
+  private fault: AppendFault | null = null;
 
   constructor(opts: MemoryStoreOptions = {}) {
     this.now = opts.now ?? Date.now;
@@ -46,6 +53,11 @@ export class MemoryStore implements MessageStore {
     this.closed = true;
   }
 
+  /** Makes the following appends fail as `fault` says (null: back to normal). */
+  setFault(fault: AppendFault | null): void {
+    this.fault = fault;
+  }
+
   backlog(_room: string): number {
     return 0;
   }
@@ -53,6 +65,8 @@ export class MemoryStore implements MessageStore {
   append(msg: NewMessage): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     if (msg.text.includes('\0')) return Promise.reject(new Error('message contains a NUL character'));
+    const err = this.fault?.(msg);
+    if (err) return Promise.reject(err);
     let list = this.rooms.get(msg.room);
     if (!list) {
       list = [];

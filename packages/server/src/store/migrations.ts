@@ -17,6 +17,13 @@ export interface Migration {
  *   without a sort (ts is non-decreasing in seq within a room, so both orders agree).
  * - `dm_members(nick, room)` lists the participants of each `dm:a,b` room; the append statement
  *   fills it in the transaction that creates the room, so `targets(…, dmNick)` is an index lookup.
+ * - `batches(id)` gets one row per append batch, in the batch's transaction. Its deferred trigger
+ *   runs at COMMIT and aborts the transaction once the batch's `deadline` has passed on the
+ *   shard's clock, so a batch the instance gave up on cannot commit later (a shard frozen and
+ *   thawed, a statement stuck in a socket buffer). The id is also the batch's idempotency key:
+ *   after a batch's outcome was lost, the instance inserts an `aborted` row with the same id, which
+ *   either conflicts (the batch committed) or makes sure it never will. Rows are pruned after an
+ *   hour (`created_at`).
  */
 export const migrations: readonly Migration[] = [
   {
@@ -46,6 +53,29 @@ export const migrations: readonly Migration[] = [
         room text not null,
         primary key (nick, room)
       );
+    `,
+  },
+  {
+    version: 2,
+    name: 'batches: commit deadline and batch ids',
+    sql: `
+      create table batches (
+        id         uuid primary key,
+        deadline   timestamptz not null,
+        aborted    boolean not null default false,
+        created_at timestamptz not null default now()
+      );
+      create function parley_commit_deadline() returns trigger language plpgsql as $fn$
+      begin
+        if not new.aborted and clock_timestamp() > new.deadline then
+          raise exception 'commit deadline % passed', new.deadline using errcode = 'PR001';
+        end if;
+        return null;
+      end
+      $fn$;
+      create constraint trigger batches_commit_deadline after insert on batches
+        deferrable initially deferred
+        for each row execute function parley_commit_deadline();
     `,
   },
 ];

@@ -1,6 +1,7 @@
 import type { ShardDirectory, ShardInfo } from './directory.js';
 import { PgShard } from './pg-shard.js';
-import type { BatchListener, Pending, StoreLogger } from './pg-shard.js';
+import type { PgShardOptions } from './pg-shard.js';
+import type { BatchListener, Pending, StoreEvents, StoreLogger } from './pg-shard.js';
 import type {
   AppendResult,
   MessageStore,
@@ -23,6 +24,17 @@ export interface ShardedStoreOptions {
   ownsDirectory?: boolean;
   /** most rows per batch statement (default 1000) */
   maxBatch?: number;
+  /**
+   * Every append settles within this many ms of its call, also when a shard hangs (default
+   * 5000). A rejection is definitive: the message is not stored and cannot be later.
+   */
+  commitTimeoutMs?: number;
+  /** a history read fails after this many ms (default 5000) */
+  readTimeoutMs?: number;
+  /** pause between probes of a shard that is down (default 500) */
+  probeIntervalMs?: number;
+  /** shard down/up and late-commit reports */
+  events?: StoreEvents;
 }
 
 /** Appends that arrived while their room's shard was still being resolved, in call order. */
@@ -31,10 +43,8 @@ type Waiting = Pending;
 /** A MessageStore over PostgreSQL shards, a room's shard given by the directory. */
 export class ShardedStore implements MessageStore {
   private readonly directory: ShardDirectory;
-  private readonly onBatch: BatchListener | undefined;
-  private readonly logger: StoreLogger | undefined;
   private readonly ownsDirectory: boolean;
-  private readonly maxBatch: number | undefined;
+  private readonly shardOptions: Omit<PgShardOptions, 'info'>;
   private readonly byId = new Map<number, PgShard>();
   /** room -> its shard, or the appends waiting for the room's first resolution */
   private readonly routes = new Map<string, PgShard | Waiting[]>();
@@ -46,10 +56,9 @@ export class ShardedStore implements MessageStore {
 
   constructor(opts: ShardedStoreOptions) {
     this.directory = opts.directory;
-    this.onBatch = opts.onBatch;
-    this.logger = opts.logger;
     this.ownsDirectory = opts.ownsDirectory ?? true;
-    this.maxBatch = opts.maxBatch;
+    const { directory: _directory, ownsDirectory: _owns, ...shardOptions } = opts;
+    this.shardOptions = shardOptions;
   }
 
   /** Starts the directory and migrates every shard it knows now; later shards migrate on first use. */
@@ -70,12 +79,7 @@ export class ShardedStore implements MessageStore {
     let s = this.byId.get(info.id);
     if (!s) {
       if (this.shardsClosed) throw new Error('store is closed');
-      s = new PgShard({
-        info,
-        ...(this.onBatch ? { onBatch: this.onBatch } : {}),
-        ...(this.logger ? { logger: this.logger } : {}),
-        ...(this.maxBatch !== undefined ? { maxBatch: this.maxBatch } : {}),
-      });
+      s = new PgShard({ info, ...this.shardOptions });
       this.byId.set(info.id, s);
     }
     return s;
@@ -92,10 +96,10 @@ export class ShardedStore implements MessageStore {
     if (route instanceof PgShard) return route.append(msg);
     return new Promise<AppendResult>((resolve, reject) => {
       if (route) {
-        route.push({ msg, resolve, reject });
+        route.push({ msg, at: Date.now(), resolve, reject });
         return;
       }
-      const waiting: Waiting[] = [{ msg, resolve, reject }];
+      const waiting: Waiting[] = [{ msg, at: Date.now(), resolve, reject }];
       this.routes.set(msg.room, waiting);
       const done = this.directory.resolve(msg.room).then(
         (info) => {
@@ -110,7 +114,7 @@ export class ShardedStore implements MessageStore {
             return;
           }
           this.routes.set(msg.room, shard);
-          for (const w of waiting) shard.append(w.msg).then(w.resolve, w.reject);
+          for (const w of waiting) shard.append(w.msg, w.at).then(w.resolve, w.reject);
         },
         (err: unknown) => {
           this.routes.delete(msg.room);
