@@ -13,13 +13,19 @@ import type { LoadResult } from '../../packages/cli/src/load/result.js';
 import { runLoad } from '../../packages/cli/src/load/run.js';
 import { startServices, type Services } from '../../test/harness/index.js';
 import { cores, cpuBetween, sampleCpu, type CpuFigures, type CpuSample } from './proc.js';
-import { repoRoot, startParley, startSocketIo, startWsBroadcast, type System, type SystemKind } from './systems.js';
+import { repoRoot, startInspircdSystem, startParley, startSocketIo, startWsBroadcast, type System, type SystemKind } from './systems.js';
 
 export interface Contender {
   kind: SystemKind;
-  /** Parley only: the IRC transport */
+  /** Parley and InspIRCd: the IRC transport (the other baselines speak WebSocket only) */
   transport?: 'tcp' | 'ws';
 }
+
+/** The transport a contender is measured over. */
+export const transportOf = (c: Contender): 'tcp' | 'ws' => c.transport ?? 'ws';
+
+/** The `parley load --driver` for a contender. */
+const driverOf = (c: Contender): 'parley' | 'irc' | 'socketio' | 'ws' => (c.kind === 'inspircd' ? 'irc' : c.kind);
 
 export interface Scenario {
   /** file name stem: bench/results/<id>-... */
@@ -85,13 +91,15 @@ async function start(services: Services, c: Contender, instances: number): Promi
       return startParley(services, instances);
     case 'socketio':
       return startSocketIo(services, instances);
+    case 'inspircd':
+      return startInspircdSystem();
     default:
       return startWsBroadcast();
   }
 }
 
 export const labelOf = (c: Contender): string =>
-  c.kind === 'parley' ? `Parley ${c.transport ?? 'tcp'}` : c.kind === 'socketio' ? 'Socket.IO' : 'bare ws';
+  c.kind === 'parley' ? `Parley ${transportOf(c)}` : c.kind === 'inspircd' ? `InspIRCd ${transportOf(c)}` : c.kind === 'socketio' ? 'Socket.IO ws' : 'bare ws';
 
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '-');
 const f = (v: number, d = 2): string => (Number.isFinite(v) ? v.toFixed(d) : '-');
@@ -126,9 +134,9 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
       system = await start(services, c, s.instances);
       const opts: LoadOptions = parseLoadOptions({
         ...s.load,
-        target: system.targets(c.transport ?? 'ws'),
-        driver: c.kind,
-        transport: c.transport ?? 'ws',
+        target: system.targets(transportOf(c)),
+        driver: driverOf(c),
+        transport: transportOf(c),
         name: `${s.id} ${label}`,
       });
       console.error(`[${s.id}] ${system.label}: ${opts.users} users → ${opts.target.map((t) => `${t.host}:${t.port}`).join(',')}`);
@@ -159,7 +167,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
       });
       const cpu = cpuBetween(sys.groups, cpu0 ?? sampleCpu(sys.groups), cpu1 ?? sampleCpu(sys.groups));
       const server = sys.kind === 'parley' ? parleyFigures(await m0, await Promise.all(sys.httpPorts.map(scrapeMetrics))) : undefined;
-      const file = path.join(resultsDir, `${s.id}-${c.kind}${c.kind === 'parley' ? `-${c.transport ?? 'ws'}` : ''}-${stamp}.json`);
+      const file = path.join(resultsDir, `${s.id}-${c.kind}${c.kind === 'parley' || c.kind === 'inspircd' ? `-${transportOf(c)}` : ''}-${stamp}.json`);
       fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
       rows.push({ label, contender: c, result, cpu, file: path.relative(process.cwd(), file), ...(server ? { server } : {}) });
       await system.stop();
@@ -204,7 +212,7 @@ export function printTable(s: Scenario, rows: Row[]): void {
       int(t.duplicated),
       f(r.cpu.groups.servers ?? NaN, 0),
       r.contender.kind === 'parley' ? f(r.cpu.groups.postgres ?? NaN, 0) : '-',
-      r.contender.kind === 'ws' ? '-' : f(r.cpu.groups.redis ?? NaN, 0),
+      r.contender.kind === 'ws' || r.contender.kind === 'inspircd' ? '-' : f(r.cpu.groups.redis ?? NaN, 0),
       f(r.cpu.self, 0),
       f(r.cpu.machine, 0),
       f(r.cpu.other, 0),
@@ -220,11 +228,12 @@ export function printTable(s: Scenario, rows: Row[]): void {
   out.push('  Latencies in ms (send → acknowledgement, send → receipt by another member). CPU in % of one core over send + drain; the machine has ' + cores * 100 + ' %.');
   out.push('  "CPU load" is the load generator (this process), which shares the cores with the servers; "other" is what the rest of the machine used meanwhile (noise).');
   for (const n of s.notes ?? []) out.push(`  ${n}`);
-  const base = rows.find((r) => r.contender.kind === 'parley');
-  if (base) {
+  const ratios = rows.flatMap((base) =>
+    base.contender.kind !== 'parley' ? [] : rows.filter((r) => r.contender.kind !== 'parley' && transportOf(r.contender) === transportOf(base.contender)).map((r) => [base, r] as const),
+  );
+  if (ratios.length > 0) {
     out.push('');
-    for (const r of rows) {
-      if (r.contender.kind === 'parley') continue;
+    for (const [base, r] of ratios) {
       const a = base.result;
       const b = r.result;
       const rate = (x: LoadResult, k: 'acked' | 'deliveries'): number => x.totals[k] / seconds(x);
@@ -243,7 +252,7 @@ export function printTable(s: Scenario, rows: Row[]): void {
       const sv = r.server;
       bits.push(`group commits ${int(sv.commits ?? 0)} (mean batch ${f(sv.meanBatch ?? 0, 1)}, mean commit ${f(sv.meanCommitMs ?? 0)} ms), Redis envelopes out/in ${int(sv.brokerOut ?? 0)}/${int(sv.brokerIn ?? 0)}, server event-loop lag p99 ${f(sv.eventLoopLagP99Ms ?? 0, 1)} ms`);
     }
-    bits.push(`generator event-loop delay p99 ${f(g.eventLoopDelayMs.p99, 1)} ms, schedule lag p99 ${f(g.scheduleLagMs.p99, 1)} ms, skipped ${int(g.skipped)}, errors ${int(r.result.totals.errors)}, refused ${int(r.result.totals.refused)}, conns ${int(r.result.totals.connectionsOpened)} opened/${int(r.result.totals.connectionsFailed)} failed/${int(r.result.totals.connectionsDropped)} dropped, connect ${f(g.connectSeconds, 1)} s, drain ${f(g.drainSeconds, 1)} s${g.drained ? '' : ' INCOMPLETE'}`);
+    bits.push(`generator event-loop delay p99 ${f(g.eventLoopDelayMs.p99, 1)} ms, schedule lag p99 ${f(g.scheduleLagMs.p99, 1)} ms, skipped ${int(g.skipped)}, errors ${int(r.result.totals.errors)}, refused ${int(r.result.totals.refused)}, out of order ${int(g.outOfOrder)}, msgid mismatches ${int(g.msgidMismatches)}, delivered-not-acked ${int(g.deliveredNotAcked)}, conns ${int(r.result.totals.connectionsOpened)} opened/${int(r.result.totals.connectionsFailed)} failed/${int(r.result.totals.connectionsDropped)} dropped, connect ${f(g.connectSeconds, 1)} s, drain ${f(g.drainSeconds, 1)} s${g.drained ? '' : ' INCOMPLETE'}`);
     out.push(`  ${r.label}: ${bits.join('; ')}`);
   }
   console.log(out.join('\n'));
@@ -271,13 +280,13 @@ export function benchArgs(argv: string[], spec: Record<string, string>, usage: s
 export function parseContenders(systems: string, transports: string): Contender[] {
   const out: Contender[] = [];
   for (const s of systems.split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (s === 'parley') {
+    if (s === 'parley' || s === 'inspircd') {
       for (const t of transports.split(',').map((x) => x.trim()).filter(Boolean)) {
         if (t !== 'tcp' && t !== 'ws') throw new Error(`--transports: tcp or ws, not '${t}'`);
-        out.push({ kind: 'parley', transport: t });
+        out.push({ kind: s, transport: t });
       }
     } else if (s === 'socketio' || s === 'ws') out.push({ kind: s });
-    else throw new Error(`--systems: parley, socketio or ws, not '${s}'`);
+    else throw new Error(`--systems: parley, inspircd, socketio or ws, not '${s}'`);
   }
   if (out.length === 0) throw new Error('--systems: nothing to run');
   return out;

@@ -1,8 +1,8 @@
 /**
  * The systems a benchmark compares, each started on free loopback ports and stopped again:
  * Parley (N real `parley server` processes on the harness's etcd, Redis and PostgreSQL, flood
- * limit off), the Socket.IO baseline (N instances with the Redis adapter on the same Redis) and
- * the bare `ws` broadcast server (one process).
+ * limit off), the InspIRCd peer (one process, no persistence), the Socket.IO baseline (N instances
+ * with the Redis adapter on the same Redis) and the bare `ws` broadcast server (one process).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -10,18 +10,19 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { uniqueName, type Services } from '../../test/harness/index.js';
 import { spawnParley, type ParleyProcess } from '../../test/harness/parley.js';
+import { startInspircd } from './inspircd.js';
 import type { ProcGroup } from './proc.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tsxLoader = `file://${path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs')}`;
 
-export type SystemKind = 'parley' | 'socketio' | 'ws';
+export type SystemKind = 'parley' | 'inspircd' | 'socketio' | 'ws';
 
 export interface System {
   kind: SystemKind;
   /** what the table calls it */
   label: string;
-  /** host:port of every instance for a transport (Parley: tcp = IRC port, ws = WebSocket port) */
+  /** host:port of every instance for a transport (Parley, InspIRCd: tcp = IRC port, ws = WebSocket port) */
   targets(transport: 'tcp' | 'ws'): string[];
   /** the server processes, and what else to account CPU to */
   groups: ProcGroup[];
@@ -157,5 +158,23 @@ export async function startWsBroadcast(): Promise<System> {
     serverPids: [s.child.pid ?? -1],
     httpPorts: [],
     stop: () => stopChild(s.child),
+  };
+}
+
+/** One InspIRCd process (bench/lib/inspircd.ts). */
+export async function startInspircdSystem(): Promise<System> {
+  const p = await startInspircd();
+  return {
+    kind: 'inspircd',
+    label: `InspIRCd (${p.version.replace(/^InspIRCd-/, '')}, 1 process, no database)`,
+    targets: (t) => [`127.0.0.1:${t === 'tcp' ? p.tcpPort : p.wsPort}`],
+    groups: [
+      { name: 'servers', pids: [p.pid] },
+      { name: 'postgres', pids: [] },
+      { name: 'redis', pids: [] },
+    ],
+    serverPids: [p.pid],
+    httpPorts: [],
+    stop: p.stop,
   };
 }

@@ -128,6 +128,27 @@ describe('parley load against two instances', () => {
   });
 });
 
+describe('parley load with one sender per room, through the generic IRC driver', () => {
+  it('only the first member of each room sends; everyone else receives every message once', async () => {
+    const out = path.join(dir, 'senders.json');
+    const events = path.join(dir, 'senders.csv');
+    const targets = [a, b].map((p) => `127.0.0.1:${p.tcpPort}`).join(',');
+    // --driver irc: Parley is an IRC server like any other here (echo + label = acknowledgement).
+    const res = await parley([
+      'load', '--driver', 'irc', '--target', targets, '--users', '10', '--rooms', '2', '--members-per-room', '5', '--senders-per-room', '1',
+      '--messages-per-room', '30', '--rate', 'max', '--window', '5', '--nick-prefix', 'snd', '--out', out, '--events', events,
+    ]);
+    assert.equal(res.code, 0, `exit status; stderr:\n${res.stderr}`);
+    const r = JSON.parse(fs.readFileSync(out, 'utf8')) as LoadResult;
+    assert.equal(r.target.kind, 'irc');
+    assertBalanced(r, 5);
+    for (const room of r.rooms) assert.equal(room.sent, 30, `${room.room} got its 30 messages`);
+    // Room r's members are users 5r … 5r+4; only 5r sends.
+    const senders = new Set(fs.readFileSync(events, 'utf8').trim().split('\n').slice(1).filter((l) => l.split(',')[1] === 'sent').map((l) => l.split(',')[2]));
+    assert.deepEqual([...senders].sort(), ['snd0', 'snd5']);
+  });
+});
+
 describe('parley load refuses what cannot work', () => {
   const cases: Array<[string, (t: string) => string[], RegExp]> = [
     ['no server there', () => ['--target', '127.0.0.1:47', '--users', '2', '--rooms', '1', '--members-per-room', '2'], /cannot connect to 127\.0\.0\.1:47/],
@@ -138,6 +159,7 @@ describe('parley load refuses what cannot work', () => {
     ['not a rate', (t) => ['--target', t, '--rate', 'fast'], /--rate/],
     ['more rooms per user than the server allows', (t) => ['--target', t, '--users', '10', '--rooms', '500', '--members-per-room', '10'], /rooms per user|allows 100/],
     ['a bad target', () => ['--target', 'localhost'], /host:port/],
+    ['more senders than members', (t) => ['--target', t, '--users', '10', '--members-per-room', '5', '--senders-per-room', '6'], /--senders-per-room 6/],
   ];
   for (const [what, args, pattern] of cases) {
     it(what, async () => {

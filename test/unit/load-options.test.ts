@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { OptionsError, expandSourceIps, parseLoadOptions } from '../../packages/cli/src/load/options.js';
+import { OptionsError, expandSourceIps, parseLoadOptions, senderCount } from '../../packages/cli/src/load/options.js';
 import { Timeline } from '../../packages/cli/src/load/stats.js';
 import { leadingInt } from '../../packages/cli/src/load/drivers/driver.js';
 
@@ -33,6 +33,20 @@ describe('parley load options', () => {
     assert.equal(m.messagesPerRoom, 7);
   });
 
+  it('lets the first --senders-per-room members of each room send, every member by default', () => {
+    assert.equal(parseLoadOptions({ ...base, membersPerRoom: '5' }).sendersPerRoom, 5);
+    const o = parseLoadOptions({ ...base, users: '10', rooms: '2', membersPerRoom: '5', sendersPerRoom: '1' });
+    assert.equal(o.sendersPerRoom, 1);
+    assert.equal(senderCount(o), 2);
+    assert.equal(senderCount(parseLoadOptions({ ...base, users: '10', rooms: '2', membersPerRoom: '5' })), 10);
+  });
+
+  it('keeps the transport for IRC servers (parley, irc); the baselines speak WebSocket only', () => {
+    assert.equal(parseLoadOptions({ ...base, driver: 'irc', transport: 'tcp' }).transport, 'tcp');
+    assert.equal(parseLoadOptions({ ...base, driver: 'irc', transport: 'ws' }).transport, 'ws');
+    assert.equal(parseLoadOptions({ ...base, driver: 'socketio', transport: 'tcp' }).transport, 'ws');
+  });
+
   it('refuses what cannot work, in one line that names the flag', () => {
     refused({ users: '0' }, /^--users/);
     refused({ users: '2.5' }, /^--users must be a whole number/);
@@ -51,6 +65,9 @@ describe('parley load options', () => {
     refused({ sourceIps: '127.0.0.9-127.0.0.2' }, /empty/);
     refused({ nickPrefix: '1abc' }, /--nick-prefix/);
     refused({ bogus: 1 }, /unknown option/);
+    refused({ membersPerRoom: '5', sendersPerRoom: '6' }, /--senders-per-room 6 is more than --members-per-room 5/);
+    refused({ sendersPerRoom: '0' }, /^--senders-per-room/);
+    refused({ driver: 'inspircd' }, /^--driver must be parley, irc, socketio or ws/);
   });
 
   it('expands source address ranges', () => {

@@ -15,6 +15,8 @@ export function driverFor(o: Pick<LoadOptions, 'driver' | 'transport'>): Driver 
       return socketIoDriver;
     case 'ws':
       return wsDriver;
+    case 'irc':
+      return ircDriver(o.transport, 'irc');
     default:
       return ircDriver(o.transport);
   }

@@ -16,6 +16,7 @@ export function register(program: Command): void {
     .option('--users <n>', 'connections, one user each', '100')
     .option('--rooms <n>', 'channels; room r has the --members-per-room users from r*members (mod users)', '10')
     .option('--members-per-room <n>', 'members of each room', '10')
+    .option('--senders-per-room <n>', 'the first n members of each room send to it, the others only receive (default: every member)')
     .option('--rate <n|max|0>', 'messages per second per user; max = as fast as acknowledgements allow; 0 = connect, join and stay idle (default 1)')
     .option('--rate-total <n>', 'messages per second over all users (instead of --rate)')
     .option('--window <n>', 'unacknowledged messages a user may have in flight', '1000')
@@ -32,7 +33,7 @@ export function register(program: Command): void {
     .option('--room-prefix <p>', 'rooms are #<p><n> (default: <nick prefix>r)')
     .option('--drain-timeout <s>', 'seconds to wait for outstanding acknowledgements and deliveries after sending', '30')
     .option('--connect-timeout <s>', 'seconds a connection may take to connect and register', '30')
-    .option('--driver <parley|socketio|ws>', 'what the targets are: Parley, or a benchmark baseline (bench/baselines)', 'parley')
+    .option('--driver <parley|irc|socketio|ws>', 'what the targets are: Parley, another IRC server (irc: a benchmark peer such as InspIRCd), or a benchmark baseline (bench/baselines)', 'parley')
     .action(async (raw: Record<string, unknown>) => {
       if (raw.target === undefined) {
         if (raw.driver !== 'parley') die('--target: give the baseline server host:port');

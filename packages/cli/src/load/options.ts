@@ -90,12 +90,14 @@ export const LoadOptionsSchema = z
   .object({
     /** where to connect; connections are spread round-robin over the targets */
     target: z.array(TargetSchema).min(1, '--target: give at least one host:port'),
-    /** what the targets are: Parley (IRC), or one of the benchmark baselines */
-    driver: z.enum(['parley', 'socketio', 'ws'], { error: '--driver must be parley, socketio or ws' }).default('parley'),
+    /** what the targets are: Parley (IRC), another IRC server (a benchmark peer such as InspIRCd), or one of the benchmark baselines */
+    driver: z.enum(['parley', 'irc', 'socketio', 'ws'], { error: '--driver must be parley, irc, socketio or ws' }).default('parley'),
     transport: z.enum(['tcp', 'ws'], { error: '--transport must be tcp or ws' }).default('tcp'),
     users: numeric('users', { int: true, min: 1, max: SIZE.users }).default(100),
     rooms: numeric('rooms', { int: true, min: 0, max: SIZE.rooms }).default(10),
     membersPerRoom: numeric('members-per-room', { int: true, min: 1, max: SIZE.users }).default(10),
+    /** the first N members of each room send to it; the others only receive (default: every member) */
+    sendersPerRoom: numeric('senders-per-room', { int: true, min: 1, max: SIZE.users }).optional(),
     /** messages per second per user; 'max' = as fast as acknowledgements allow (closed loop, --window in flight); 0 = connect and idle */
     rate: z.union([z.literal('max'), numeric('rate', { min: 0, max: MAX_USER_RATE })], { error: `--rate must be messages per second (0 to ${MAX_USER_RATE}), max, or 0 for idle` }).optional(),
     /** messages per second over all users (instead of --rate) */
@@ -127,11 +129,13 @@ export type LoadOptionsInput = z.input<typeof LoadOptionsSchema>;
 /** Validated options with the defaults and derived values resolved. */
 export interface LoadOptions {
   target: Target[];
-  driver: 'parley' | 'socketio' | 'ws';
+  driver: 'parley' | 'irc' | 'socketio' | 'ws';
   transport: 'tcp' | 'ws';
   users: number;
   rooms: number;
   membersPerRoom: number;
+  /** members at positions 0 … sendersPerRoom−1 of a room send to it; ≤ membersPerRoom */
+  sendersPerRoom: number;
   /** 'max', 0 (idle), or messages per second per sending user; null when --rate-total is given */
   rate: 'max' | number | null;
   rateTotal: number | null;
@@ -156,9 +160,9 @@ export class OptionsError extends Error {
   override readonly name = 'OptionsError';
 }
 
-/** Users that are in at least one room and so can send. */
-export const senderCount = (o: Pick<LoadOptions, 'users' | 'rooms' | 'membersPerRoom'>): number =>
-  Math.min(o.users, o.rooms * o.membersPerRoom);
+/** Users that send to at least one room (a user in several rooms is counted once at most). */
+export const senderCount = (o: Pick<LoadOptions, 'users' | 'rooms' | 'membersPerRoom'> & { sendersPerRoom?: number }): number =>
+  Math.min(o.users, o.rooms * Math.min(o.sendersPerRoom ?? o.membersPerRoom, o.membersPerRoom));
 
 /** Validates raw options (strings from the command line, or typed values); throws OptionsError with one line. */
 export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
@@ -200,6 +204,9 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
       `${v.rooms} rooms × ${v.membersPerRoom} members over ${v.users} users puts each user in ${roomsPerUser} rooms; Parley allows ${MAX_ROOMS_PER_USER} per user (limits.channelsPerUser): add users or lower --rooms/--members-per-room`,
     );
   }
+  if (v.sendersPerRoom !== undefined && v.sendersPerRoom > v.membersPerRoom) {
+    throw new OptionsError(`--senders-per-room ${v.sendersPerRoom} is more than --members-per-room ${v.membersPerRoom}`);
+  }
   const senders = senderCount(v);
   const offered = rate === null ? (v.rateTotal as number) : rate === 'max' ? 0 : rate * senders;
   if (offered > MAX_TOTAL_RATE) {
@@ -214,17 +221,18 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
   const roomPrefix = v.roomPrefix ?? `${nickPrefix}r`;
   if (nickPrefix.length + String(v.users - 1).length > 30) throw new OptionsError('--nick-prefix is too long for the number of users (nicks are at most 30 characters)');
   const longestRoom = `#${roomPrefix}${Math.max(0, v.rooms - 1)}`;
-  const room = v.driver === 'parley' ? `PRIVMSG ${longestRoom} :` : '';
+  const room = v.driver === 'parley' || v.driver === 'irc' ? `PRIVMSG ${longestRoom} :` : '';
   if (v.payloadBytes + room.length > LINE_BYTES) {
     throw new OptionsError(`--payload-bytes ${v.payloadBytes} does not fit an IRC line with target ${longestRoom} (at most ${LINE_BYTES - room.length})`);
   }
   return {
     target: v.target,
     driver: v.driver,
-    transport: v.driver === 'parley' ? v.transport : 'ws',
+    transport: v.driver === 'parley' || v.driver === 'irc' ? v.transport : 'ws',
     users: v.users,
     rooms: v.rooms,
     membersPerRoom: v.membersPerRoom,
+    sendersPerRoom: v.sendersPerRoom ?? v.membersPerRoom,
     rate,
     rateTotal: v.rateTotal ?? null,
     window: v.window,

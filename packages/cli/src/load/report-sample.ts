@@ -24,7 +24,7 @@ export interface SampleOptions {
   duplicated?: number;
   seed?: number;
   transport?: 'tcp' | 'ws';
-  kind?: 'parley' | 'socketio' | 'ws';
+  kind?: 'parley' | 'irc' | 'socketio' | 'ws';
 }
 
 /** xorshift32: the same seed gives the same run. */

@@ -33,7 +33,7 @@ export const LoadResultSchema = z.object({
   startedAt: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not a date'),
   durationSeconds: z.number().nonnegative(),
   target: z.object({
-    kind: z.enum(['parley', 'socketio', 'ws']),
+    kind: z.enum(['parley', 'irc', 'socketio', 'ws']),
     transport: z.enum(['tcp', 'ws']),
     addresses: z.array(z.string()),
   }),

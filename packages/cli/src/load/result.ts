@@ -14,7 +14,7 @@ export interface Percentiles {
   max: number;
 }
 
-export type TargetKind = 'parley' | 'socketio' | 'ws';
+export type TargetKind = 'parley' | 'irc' | 'socketio' | 'ws';
 
 export interface Totals {
   /** PRIVMSGs (or baseline messages) written to a socket */

@@ -81,9 +81,9 @@ function hashMsgid(s: string): number {
   return h >>> 0;
 }
 
-/** The sequence number of a Parley msgid (`<tag>-<seq>`), or -1. */
+/** The sequence number of a Parley msgid (`<tag>-<seq>`) or an InspIRCd one (`<sid>~<boot>~<counter>`), or -1. */
 function msgidSeq(msgid: string): number {
-  const dash = msgid.lastIndexOf('-');
+  const dash = Math.max(msgid.lastIndexOf('-'), msgid.lastIndexOf('~'));
   if (dash < 0) return -1;
   let n = 0;
   for (let i = dash + 1; i < msgid.length; i++) {
@@ -125,12 +125,16 @@ class LoadRun implements DriverSink {
   private readonly roomIndex = new Map<string, number>();
   /** rooms of each user and the user's position in each */
   private readonly userRooms: Int32Array[];
+  /** the rooms a user sends to: those where its position is below --senders-per-room */
+  private readonly sendRooms: Int32Array[];
   private readonly userPos: Int32Array[];
   private readonly slotBase: Int32Array;
   private readonly lastSeq: Float64Array;
   private readonly userJoined: Uint8Array;
   private readonly joinedCount: Int32Array;
   private readonly joinedMembers: Int32Array[] = [];
+  /** the joined members of each room that send to it */
+  private readonly roomSenders: Int32Array[] = [];
   private readonly conns: Array<Connection | null>;
   private readonly alive: Uint8Array;
   private readonly inflight: Int32Array;
@@ -215,7 +219,7 @@ class LoadRun implements DriverSink {
     this.bits.ensure(this.mRoom.a.length * this.bpm);
     this.pad = 'x'.repeat(opts.payloadBytes);
     this.closedLoop = opts.rate === 'max';
-    this.orderCheck = driver.kind === 'parley';
+    this.orderCheck = driver.kind === 'parley' || driver.kind === 'irc';
     this.nicks = Array.from({ length: U }, (_, i) => `${opts.nickPrefix}${i}`);
     this.roomNames = Array.from({ length: R }, (_, i) => `#${opts.roomPrefix}${i}`);
     this.roomNames.forEach((name, i) => this.roomIndex.set(name, i));
@@ -232,6 +236,7 @@ class LoadRun implements DriverSink {
     }
     this.userRooms = rooms.map((l) => Int32Array.from(l));
     this.userPos = pos.map((l) => Int32Array.from(l));
+    this.sendRooms = rooms.map((l, u) => Int32Array.from(l.filter((_, k) => (pos[u] as number[])[k]! < opts.sendersPerRoom)));
     this.slotBase = new Int32Array(U + 1);
     for (let u = 0; u < U; u++) this.slotBase[u + 1] = (this.slotBase[u] as number) + (rooms[u] as number[]).length;
     this.lastSeq = new Float64Array(this.slotBase[U] as number).fill(-1);
@@ -430,12 +435,16 @@ class LoadRun implements DriverSink {
     if (this.aborted) this.interrupted = true;
     for (let r = 0; r < this.R; r++) {
       const members: number[] = [];
+      const senders: number[] = [];
       for (let j = 0; j < this.M; j++) {
         const u = (r * this.M + j) % this.U;
-        if (this.userJoined[u]) members.push(u);
+        if (!this.userJoined[u]) continue;
+        members.push(u);
+        if (j < this.opts.sendersPerRoom) senders.push(u);
       }
       this.joinedMembers.push(Int32Array.from(members));
-      if (members.length > 0) this.quotaRooms++;
+      this.roomSenders.push(Int32Array.from(senders));
+      if (senders.length > 0) this.quotaRooms++;
     }
   }
 
@@ -513,9 +522,9 @@ class LoadRun implements DriverSink {
     done?.();
   }
 
-  /** Closed loop (--rate max): keeps u's window full, over its rooms in turn. */
+  /** Closed loop (--rate max): keeps u's window full, over the rooms it sends to in turn. */
   private refill(u: number): void {
-    const rooms = this.userRooms[u]!;
+    const rooms = this.sendRooms[u]!;
     if (rooms.length === 0 || !this.userJoined[u]) return;
     const quota = this.opts.messagesPerRoom;
     const now = performance.now();
@@ -539,7 +548,7 @@ class LoadRun implements DriverSink {
     for (let r = 0; r < this.R; r++) {
       if (this.roomSent[r]! >= quota) continue;
       // a room nobody alive can send to any more is given up
-      if (this.joinedMembers[r]!.some((u) => this.conns[u] !== null)) return;
+      if (this.roomSenders[r]!.some((u) => this.conns[u] !== null)) return;
     }
     this.stopSending();
   }
@@ -548,9 +557,9 @@ class LoadRun implements DriverSink {
   private openLoop(): void {
     const o = this.opts;
     const senders: number[] = [];
-    for (let u = 0; u < this.U; u++) if (this.userJoined[u] && this.userRooms[u]!.length > 0) senders.push(u);
+    for (let u = 0; u < this.U; u++) if (this.userJoined[u] && this.sendRooms[u]!.length > 0) senders.push(u);
     const activeRooms: number[] = [];
-    for (let r = 0; r < this.R; r++) if (this.joinedMembers[r]!.length > 0) activeRooms.push(r);
+    for (let r = 0; r < this.R; r++) if (this.roomSenders[r]!.length > 0) activeRooms.push(r);
     const total = o.rateTotal ?? (o.rate as number) * senders.length;
     if (senders.length === 0 || total <= 0) {
       this.fatal = 'no user could join a room, so nothing can be sent';
@@ -573,14 +582,14 @@ class LoadRun implements DriverSink {
       while (k < due) {
         if (quota === null) {
           const u = senders[k % S]!;
-          const rooms = this.userRooms[u]!;
+          const rooms = this.sendRooms[u]!;
           const r = rooms[Math.floor(k / S) % rooms.length]!;
           if (!this.sendOne(u, r, now)) this.skipped++;
           k++;
           continue;
         }
         const r = activeRooms[k % AR]!;
-        const members = this.joinedMembers[r]!;
+        const members = this.roomSenders[r]!;
         const first = Math.floor(k / AR) % members.length;
         let sentIt = false;
         let anyAlive = false;
@@ -885,7 +894,7 @@ class LoadRun implements DriverSink {
 
   private joinedSenders(): number {
     let n = 0;
-    for (let u = 0; u < this.U; u++) if (this.userJoined[u] && this.userRooms[u]!.length > 0) n++;
+    for (let u = 0; u < this.U; u++) if (this.userJoined[u] && this.sendRooms[u]!.length > 0) n++;
     return n;
   }
 }

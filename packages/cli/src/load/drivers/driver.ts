@@ -49,7 +49,7 @@ export interface Connection {
 }
 
 export interface Driver {
-  readonly kind: 'parley' | 'socketio' | 'ws';
+  readonly kind: 'parley' | 'irc' | 'socketio' | 'ws';
   readonly transport: 'tcp' | 'ws';
   /** Connects and registers; rejects with an Error whose `code` is the errno (ECONNREFUSED ...) when there is one. */
   open(spec: OpenSpec, sink: DriverSink): Promise<Connection>;

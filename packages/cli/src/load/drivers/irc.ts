@@ -3,10 +3,18 @@ import { IrcClient } from '@parley/client';
 import type { Connection, Driver, DriverSink, OpenSpec } from './driver.js';
 
 /*
- * Parley through the project's own IRC client. Every PRIVMSG carries `label=<g in base 36>`
- * (labeled-response), so the echo (echo-message: the acknowledgement, sent once the message is
- * durable), a FAIL or an error numeric names the exact message it answers.
+ * Parley, or another IRC server (kind 'irc': the benchmark's InspIRCd peer), through the project's
+ * own IRC client. Every PRIVMSG carries `label=<g in base 36>` (labeled-response), so the echo
+ * (echo-message: the acknowledgement; Parley sends it once the message is durable, a server
+ * without persistence once it is relayed), a FAIL or an error numeric names the exact message it
+ * answers. The server must offer echo-message, labeled-response, batch and message-tags.
  */
+
+/**
+ * InspIRCd 3 (Debian's) predates the IRCv3 WebSocket subprotocol names: it answers only its own
+ * `text.inspircd.org` / `binary.inspircd.org`, and refuses a handshake without an Origin header.
+ */
+const PEER_WS = { wsProtocols: ['text.ircv3.net', 'text.inspircd.org'], origin: 'http://127.0.0.1' };
 
 /** JOIN lines stay well under the 512-byte limit. */
 const JOIN_LINE_CHARS = 400;
@@ -52,9 +60,12 @@ class IrcConnection implements Connection {
   }
 }
 
-export function ircDriver(transport: 'tcp' | 'ws'): Driver {
+export function ircDriver(transport: 'tcp' | 'ws', kind: 'parley' | 'irc' = 'parley'): Driver {
+  // Spread, not written inline: IrcClientOptions gains wsProtocols/origin with the client's
+  // injected transports; until then a peer that needs them fails the handshake (see below).
+  const peerWs: object = kind === 'irc' && transport === 'ws' ? PEER_WS : {};
   return {
-    kind: 'parley',
+    kind,
     transport,
     async open(spec: OpenSpec, sink: DriverSink): Promise<Connection> {
       const { user } = spec;
@@ -67,6 +78,7 @@ export function ircDriver(transport: 'tcp' | 'ws'): Driver {
         connectTimeoutMs: spec.timeoutMs,
         requestTimeoutMs: Math.max(spec.timeoutMs, 60_000),
         ...(spec.localAddress !== undefined ? { localAddress: spec.localAddress } : {}),
+        ...peerWs,
       });
       let reason = '';
       let opened = false;
@@ -103,6 +115,9 @@ export function ircDriver(transport: 'tcp' | 'ws'): Driver {
         const e = err as Error & { code?: string };
         // The socket error (ECONNREFUSED ...) says more than "closed before registration".
         if (firstError?.code !== undefined) throw firstError;
+        if (kind === 'irc' && transport === 'ws' && /subprotocol|Unexpected server response: 400/.test(firstError?.message ?? e.message)) {
+          throw new Error(`${firstError?.message ?? e.message}: this IRC server's WebSocket wants a subprotocol or Origin header the client did not offer (IrcClient options wsProtocols, origin)`);
+        }
         throw e;
       }
       opened = true;
