@@ -3,12 +3,13 @@ import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
+import { WebSocket as NodeWebSocket, WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { LineSplitter, parseLine, serialize } from '../../packages/protocol/src/index.js';
-import { IrcClient, IrcClientError } from '../../packages/client/src/index.js';
+import { BrowserWebSocketTransport, IrcClient, IrcClientError, wsUrl } from '../../packages/client/src/index.js';
+import { IrcClient as BrowserIrcClient } from '../../packages/client/src/browser.js';
 import type { IrcMessage } from '../../packages/protocol/src/index.js';
-import type { IrcClientOptions } from '../../packages/client/src/index.js';
+import type { IrcClientOptions, IrcTransport, TransportHandler, WebSocketConstructor } from '../../packages/client/src/index.js';
 
 const SERVER = 'fake.test';
 
@@ -155,6 +156,20 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
     await Promise.all([new Promise((r) => this.tcp.close(r)), new Promise((r) => (wss ? wss.close(r) : r(undefined)))]);
   }
 
+  /** An in-process connection to this server: no socket, lines handed over in microtasks. */
+  memoryTransport(opts: { refuse?: boolean } = {}): MemoryTransport {
+    return new MemoryTransport(this, opts.refuse ?? false);
+  }
+
+  attachMemory(t: MemoryTransport): Session {
+    const session = new Session(
+      (line) => t.deliver(line),
+      () => t.serverEnd(),
+    );
+    this.addSession(session);
+    return session;
+  }
+
   private addSession(s: Session): void {
     this.sessions.push(s);
     this.emit('session', s);
@@ -187,6 +202,12 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
       (line) => ws.send(line),
       () => ws.close(1000),
     );
+    // The binding allows binary frames carrying UTF-8: one invalid, then one valid.
+    session.on('line', (m) => {
+      if (m.command !== 'BINARY') return;
+      ws.send(Buffer.from([0x3a, 0xff, 0xfe]), { binary: true });
+      ws.send(Buffer.from(`:${SERVER} NOTICE ${session.nick} :after binary`), { binary: true });
+    });
     ws.on('message', (data, isBinary) => {
       assert.equal(isBinary, false);
       session.reads++;
@@ -195,6 +216,79 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
       session.handle(text);
     });
     this.addSession(session);
+  }
+}
+
+/**
+ * The transport contract, implemented without I/O: each side's lines reach the other side in a
+ * later microtask, in order, as a network would deliver them; `writes` counts write calls.
+ */
+class MemoryTransport implements IrcTransport {
+  writes = 0;
+  private h: TransportHandler | null = null;
+  private session: Session | null = null;
+  private state: 'new' | 'open' | 'ending' | 'closed' = 'new';
+
+  constructor(
+    private readonly server: FakeServer,
+    private readonly refuse: boolean,
+  ) {}
+
+  open(h: TransportHandler): void {
+    assert.equal(this.h, null, 'open() called twice');
+    this.h = h;
+    queueMicrotask(() => {
+      if (this.state !== 'new') return;
+      if (this.refuse) {
+        h.onError(new Error('connect ECONNREFUSED (memory)'));
+        this.finish();
+        return;
+      }
+      this.state = 'open';
+      this.session = this.server.attachMemory(this);
+      h.onOpen();
+    });
+  }
+
+  write(lines: readonly string[]): void {
+    assert.equal(this.state, 'open', 'write() outside onOpen..onClose');
+    this.writes++;
+    const session = this.session as Session;
+    const copy = [...lines];
+    queueMicrotask(() => {
+      session.reads++;
+      for (const line of copy) session.handle(line);
+    });
+  }
+
+  end(): void {
+    if (this.state === 'open') this.state = 'ending';
+    queueMicrotask(() => this.finish());
+  }
+
+  destroy(): void {
+    this.finish();
+  }
+
+  get bufferedAmount(): number {
+    return 0;
+  }
+
+  /** From the server side. */
+  deliver(line: string): void {
+    queueMicrotask(() => {
+      if (this.state === 'open' || this.state === 'ending') this.h?.onLine(line);
+    });
+  }
+
+  serverEnd(): void {
+    queueMicrotask(() => this.finish());
+  }
+
+  private finish(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.h?.onClose();
   }
 }
 
@@ -210,7 +304,15 @@ function waitForLine(session: Session, pred: (m: IrcMessage) => boolean): Promis
   });
 }
 
-for (const transport of ['tcp', 'ws'] as const) {
+// `ws` implements the WHATWG WebSocket API, so it stands in for the browser's here.
+const WhatwgWebSocket = NodeWebSocket as unknown as WebSocketConstructor;
+
+/*
+ * The same behaviour over every transport: the Node ones by name ('tcp', 'ws'), the browser's
+ * WebSocket transport (with `ws` as its WebSocket) and an in-process memory transport, both
+ * injected as objects.
+ */
+for (const transport of ['tcp', 'ws', 'browser-ws', 'memory'] as const) {
   describe(`IrcClient over ${transport}`, () => {
     const server = new FakeServer();
     const clients: IrcClient[] = [];
@@ -221,9 +323,21 @@ for (const transport of ['tcp', 'ws'] as const) {
       await server.close();
     });
 
+    function transportOption(port?: number): IrcClientOptions['transport'] {
+      switch (transport) {
+        case 'tcp':
+        case 'ws':
+          return transport;
+        case 'browser-ws':
+          return new BrowserWebSocketTransport(wsUrl('127.0.0.1', port ?? server.wsPort), { WebSocket: WhatwgWebSocket });
+        case 'memory':
+          return server.memoryTransport({ refuse: port !== undefined });
+      }
+    }
+
     function client(extra: Partial<IrcClientOptions> = {}): IrcClient {
       const c = new IrcClient({
-        transport,
+        transport: transportOption(),
         host: '127.0.0.1',
         port: transport === 'tcp' ? server.tcpPort : server.wsPort,
         nick: 'alice',
@@ -259,7 +373,7 @@ for (const transport of ['tcp', 'ws'] as const) {
         'CAP END',
       ]);
       assert.ok(c.messages.some((m) => m.command === '001'));
-      if (transport === 'ws') assert.equal(server.wsProtocols.at(-1), 'text.ircv3.net');
+      if (transport === 'ws' || transport === 'browser-ws') assert.equal(server.wsProtocols.at(-1), 'text.ircv3.net');
       await c.close();
     });
 
@@ -280,8 +394,10 @@ for (const transport of ['tcp', 'ws'] as const) {
       await once(probe, 'listening');
       const port = (probe.address() as AddressInfo).port;
       await new Promise((r) => probe.close(r));
-      const c = new IrcClient({ transport, host: '127.0.0.1', port, nick: 'x' });
-      await assert.rejects(c.connect(), /connection closed before registration completed: .*ECONNREFUSED/);
+      const c = new IrcClient({ transport: transportOption(port), host: '127.0.0.1', port, nick: 'x' });
+      // A browser is told nothing about why a WebSocket failed.
+      const why = transport === 'browser-ws' ? /WebSocket error/ : /ECONNREFUSED/;
+      await assert.rejects(c.connect(), (err: Error) => /connection closed before registration completed: /.test(err.message) && why.test(err.message));
     });
 
     it('request(): single labelled reply, labelled BATCH, ACK', async () => {
@@ -361,7 +477,7 @@ for (const transport of ['tcp', 'ws'] as const) {
       c.sendRaw('LAST');
       await last;
       assert.equal(s.received.filter((l) => l.startsWith('NOOP ')).length, 200);
-      if (transport === 'tcp') assert.ok(s.reads - readsBefore <= 3, `${s.reads - readsBefore} reads for one write`);
+      if (transport === 'tcp' || transport === 'memory') assert.ok(s.reads - readsBefore <= 3, `${s.reads - readsBefore} reads for one write`);
       await c.close();
     });
 
@@ -387,6 +503,20 @@ for (const transport of ['tcp', 'ws'] as const) {
       assert.equal(c.closed, true);
     });
 
+    if (transport === 'ws' || transport === 'browser-ws') {
+      it('reads binary frames as UTF-8 lines; an invalid one is an error event, not the end', async () => {
+        const { c } = await connected();
+        const errors: Error[] = [];
+        c.on('error', (err) => errors.push(err));
+        const after = c.waitFor((m) => m.command === 'NOTICE' && m.params[1] === 'after binary');
+        c.sendRaw('BINARY');
+        await after;
+        assert.equal(errors.length, 1, errors.map((e) => e.message).join('; '));
+        assert.equal(c.closed, false);
+        await c.close();
+      });
+    }
+
     it('destroy() drops the connection at once', async () => {
       const { c } = await connected();
       const closed = once(c, 'close');
@@ -404,5 +534,83 @@ describe('IrcClient send()', () => {
     assert.throws(() => c.send({ tags: {}, command: 'PRIVMSG', params: ['a b', 'x'] }), /must be the last/);
     c.destroy();
     assert.equal(serialize({ tags: {}, command: 'PRIVMSG', params: ['#a', 'x y'] }), 'PRIVMSG #a :x y');
+  });
+});
+
+describe('IrcClient with an injected transport', () => {
+  const server = new FakeServer();
+  before(() => server.start());
+  after(() => server.close());
+
+  it('writes only between open and close, and uses the transport it was given', async () => {
+    const t = server.memoryTransport();
+    const c = new IrcClient({ transport: t, nick: 'mem' });
+    const [s, welcome] = await Promise.all([server.nextSession(), c.connect()]);
+    assert.equal(welcome.nick, 'mem');
+    // Registration lines queued before open left in one write once the transport opened.
+    assert.deepEqual(s.received.slice(0, 3), ['CAP LS 302', 'NICK mem', 'USER mem 0 * mem']);
+    const before = t.writes;
+    for (let i = 0; i < 50; i++) c.sendRaw(`NOOP ${i}`);
+    await waitForLine(s, (m) => m.command === 'NOOP' && m.params[0] === '49');
+    assert.equal(t.writes - before, 1, 'one write for one tick of lines');
+    await c.close();
+    assert.equal(c.closed, true);
+  });
+
+  it('rejects connect(), never throws, when the registration cannot be written or no transport fits', async () => {
+    const bad = new IrcClient({ transport: server.memoryTransport(), nick: 'has space' });
+    await assert.rejects(bad.connect(), (err: unknown) => err instanceof IrcClientError && /cannot connect: USER: param 0/.test(err.message));
+    assert.equal(bad.closed, true);
+
+    const noHost = new IrcClient({ transport: 'tcp', nick: 'x' });
+    await assert.rejects(noHost.connect(), /transport 'tcp' needs host and port/);
+
+    // The browser entry has no TCP, and Node 20 has no global WebSocket for its 'ws'.
+    const browserTcp = new BrowserIrcClient({ transport: 'tcp', host: '127.0.0.1', port: server.tcpPort, nick: 'x' });
+    await assert.rejects(browserTcp.connect(), /transport 'tcp' is not available here/);
+    if ((globalThis as { WebSocket?: unknown }).WebSocket === undefined) {
+      const browserWs = new BrowserIrcClient({ transport: 'ws', host: '127.0.0.1', port: server.wsPort, nick: 'x' });
+      await assert.rejects(browserWs.connect(), /before registration completed: no WebSocket in this runtime/);
+    }
+  });
+
+  it('the browser entry connects with an injected WebSocket transport', async () => {
+    const c = new BrowserIrcClient({ transport: new BrowserWebSocketTransport(wsUrl('127.0.0.1', server.wsPort), { WebSocket: WhatwgWebSocket }), nick: 'web' });
+    const [, welcome] = await Promise.all([server.nextSession(), c.connect()]);
+    assert.equal(welcome.nick, 'web');
+    await c.close();
+  });
+});
+
+describe('IrcClient events (its own emitter, Node and browser)', () => {
+  it('once, off, prepend, removal during emit, listeners, error without listener', async () => {
+    const c = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: 1, nick: 'x' });
+    const calls: string[] = [];
+    const a = (): void => void calls.push('a');
+    const b = (): void => {
+      calls.push('b');
+      c.off('close', a); // removing during an emit does not skip or repeat anyone in this emit
+    };
+    c.on('close', b);
+    c.on('close', a);
+    c.once('close', () => calls.push('once'));
+    c.prependListener('close', () => calls.push('first'));
+    assert.equal(c.listenerCount('close'), 4);
+    const viaEventsOnce = once(c, 'close');
+    c.emit('close', undefined);
+    assert.deepEqual(calls, ['first', 'b', 'a', 'once']);
+    await viaEventsOnce;
+    calls.length = 0;
+    c.emit('close', undefined);
+    assert.deepEqual(calls, ['first', 'b']);
+    const onceFn = (): void => void calls.push('never');
+    c.once('message', onceFn);
+    assert.deepEqual(c.listeners('message'), [onceFn]);
+    c.off('message', onceFn);
+    assert.equal(c.listenerCount('message'), 0);
+    assert.equal(c.emit('error', new Error('nobody listens')), false);
+    c.removeAllListeners();
+    assert.deepEqual(c.eventNames(), []);
+    c.destroy();
   });
 });

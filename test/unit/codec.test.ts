@@ -21,6 +21,8 @@ import {
   serializeTags,
   SUPPORTED_CAPS,
   unescapeTagValue,
+  decodeUtf8,
+  utf8Length,
 } from '../../packages/protocol/src/index.js';
 import type { IrcMessage, LineErrorCode } from '../../packages/protocol/src/index.js';
 
@@ -480,6 +482,23 @@ describe('LineSplitter', () => {
     assert.deepEqual(c.events, ['E:TOO_LONG', 'L:PING z']);
   });
 
+  it('works on plain Uint8Arrays (the browser has no Buffer), chunks split anywhere', () => {
+    const bytes = new TextEncoder().encode('PRIVMSG #a :héllo 😀\r\nPING x\n');
+    assert.ok(!Buffer.isBuffer(bytes));
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const c = collect(512);
+      c.splitter.push(bytes.subarray(0, cut));
+      c.splitter.push(bytes.subarray(cut));
+      assert.deepEqual(c.events, ['L:PRIVMSG #a :héllo 😀', 'L:PING x'], `cut ${cut}`);
+    }
+  });
+
+  it('keeps a byte order mark, as a byte-for-byte decode does', () => {
+    const c = collect(512);
+    c.splitter.push(Buffer.from('\ufeffPING x\n'));
+    assert.deepEqual(c.lines, ['\ufeffPING x']);
+  });
+
   it('accepts a line of exactly maxLineBytes plus CR, split anywhere', () => {
     const line = 'y'.repeat(50);
     const data = Buffer.from(line + '\r\n');
@@ -489,6 +508,43 @@ describe('LineSplitter', () => {
       c.splitter.push(data.subarray(cut));
       assert.deepEqual(c.events, ['L:' + line], `cut ${cut}`);
     }
+  });
+});
+
+describe('UTF-8 helpers (no Buffer inside the protocol package)', () => {
+  it('utf8Length agrees with Buffer.byteLength, lone surrogates and ranges included', () => {
+    const samples = ['', 'abc', 'é', '€', '😀', 'a😀b', '\ud800', '\udc00x', 'x\ud800\ud800', '\ud83d', 'é€😀'.repeat(50)];
+    for (let i = 0; i < 2000; i++) {
+      let s = '';
+      const n = i % 40;
+      for (let k = 0; k < n; k++) s += String.fromCharCode([0x41, 0xe9, 0x20ac, 0xd83d, 0xde00, 0x7ff, 0x800, 0xffff][(i * 7 + k * 13) % 8] as number);
+      samples.push(s);
+    }
+    for (const s of samples) {
+      assert.equal(utf8Length(s), Buffer.byteLength(s, 'utf8'), JSON.stringify(s));
+      const a = Math.floor(s.length / 3);
+      const b = s.length - a;
+      if (a <= b) assert.equal(utf8Length(s, a, b), Buffer.byteLength(s.slice(a, b), 'utf8'), `${JSON.stringify(s)} [${a}, ${b})`);
+    }
+  });
+
+  it('parseLine counts bytes exactly at the limit for every kind of character', () => {
+    for (const ch of ['é', '€', '😀', '\ud800']) {
+      const head = 'PRIVMSG #a :';
+      const unit = Buffer.byteLength(ch, 'utf8');
+      const room = LIMITS.body - 2 - head.length;
+      const fill = 'x'.repeat(room % unit);
+      const fits = head + fill + ch.repeat(Math.floor(room / unit));
+      assert.equal(Buffer.byteLength(fits, 'utf8'), LIMITS.body - 2, ch);
+      assert.doesNotThrow(() => parseLine(fits), ch);
+      assert.throws(() => parseLine(fits + 'x'), lineError('TOO_LONG'), ch);
+    }
+  });
+
+  it('decodeUtf8 is strict and keeps a BOM', () => {
+    assert.equal(decodeUtf8(new Uint8Array([0xef, 0xbb, 0xbf, 0x41])), '\ufeffA');
+    assert.equal(decodeUtf8(new Uint8Array([0x41, 0xff])), null);
+    assert.equal(decodeUtf8(new Uint8Array([0x20, 0xc3, 0xa9, 0x20]), 1, 3), 'é');
   });
 });
 

@@ -1,23 +1,32 @@
 /**
- * IrcClient: the project's own IRC client, used by tests, benchmarks and the load tool. Speaks IRC
- * over TCP or over WebSocket (IRCv3 binding, one line per text frame), negotiates IRCv3 caps, and
- * offers promise helpers (`connect`, `request` with labeled-response, `waitFor`).
+ * IrcClient: the project's own IRC client, used by tests, benchmarks, the load tool and the
+ * browser client. Negotiates IRCv3 caps, answers PING, and offers promise helpers (`connect`,
+ * `request` with labeled-response, `waitFor`). The connection itself is an injected `IrcTransport`
+ * (transport.ts); this core is pure (no Node built-ins) so the browser bundles this very file.
+ * Which `transport` names it knows depends on the entry: `@parley/client` (Node) makes 'tcp' and
+ * 'ws' with node:net and `ws`; `@parley/client/browser` makes 'ws' with the browser's WebSocket.
  *
  * Hot-path rules: no closure or timer per received or sent message (only `request`/`waitFor` create
- * them); everything written in one tick goes out in one socket write.
+ * them); everything written in one tick goes out in one transport write.
  */
-import { EventEmitter } from 'node:events';
-import net from 'node:net';
-import WebSocket from 'ws';
 import { SUPPORTED_CAPS, parseCapList } from '@parley/protocol';
-import { LineSplitter, parseLine, serialize } from '@parley/protocol';
-import type { IrcMessage, LineError } from '@parley/protocol';
+import { parseLine, serialize } from '@parley/protocol';
+import type { IrcMessage } from '@parley/protocol';
 import { N } from '@parley/protocol';
+import { Emitter } from './emitter.js';
+import { BrowserWebSocketTransport } from './transport-browser.js';
+import { wsUrl, type IrcTransport, type TransportHandler, type TransportName } from './transport.js';
+
+export { WS_SUBPROTOCOL } from './transport.js';
 
 export interface IrcClientOptions {
-  transport: 'tcp' | 'ws';
-  host: string;
-  port: number;
+  /**
+   * A transport name ('tcp', 'ws': `host` and `port` required) or a transport object for one
+   * connection (used as it is; `host`, `port`, `path`, `localAddress` are ignored).
+   */
+  transport: TransportName | IrcTransport;
+  host?: string;
+  port?: number;
   /** WebSocket path, default '/'. */
   path?: string;
   nick: string;
@@ -42,7 +51,15 @@ export interface IrcClientOptions {
 /** The client asks for every capability Parley supports. */
 export const DEFAULT_CLIENT_CAPS: readonly string[] = SUPPORTED_CAPS;
 
-export const WS_SUBPROTOCOL = 'text.ircv3.net';
+/** A timer handle in Node (an object with `unref`) or in a browser (a number). */
+type Timer = ReturnType<typeof setTimeout>;
+
+/** Timers must not keep a Node process alive; browsers have nothing to unref. */
+function unref(t: Timer): Timer {
+  const u = (t as { unref?: unknown }).unref;
+  if (typeof u === 'function') u.call(t);
+  return t;
+}
 
 export interface WelcomeInfo {
   /** The nick the server registered (001's first param). */
@@ -73,9 +90,9 @@ export interface IrcClientEvents {
   /** Once, when the connection is gone; the error that ended it, if any. */
   close: [err: Error | undefined];
   /**
-   * Socket errors and unparsable lines from the server. Only emitted when a listener is attached
-   * (unlike a bare EventEmitter, no listener does not crash the process); every error that ends
-   * the connection also reaches 'close' and rejects pending promises.
+   * Transport errors and unreadable or unparsable lines from the server. Only emitted when a
+   * listener is attached (no listener is not a crash); every error that ends the connection also
+   * reaches 'close' and rejects pending promises.
    */
   error: [err: Error];
 }
@@ -90,7 +107,7 @@ interface PendingRequest {
   label: string;
   resolve: (msgs: IrcMessage[]) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   /** Reference of the batch that carries the response, once its start has arrived. */
   batch: string | null;
   /** The batch is the labeled-response wrapper (its BATCH lines are not part of the result). */
@@ -102,12 +119,11 @@ interface Waiter {
   pred: (m: IrcMessage) => boolean;
   resolve: (m: IrcMessage) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
 }
 
 // Lines from the server are parsed leniently: a test client should show what the server sent.
 const PARSE_LIMITS = { maxBodyBytes: 1 << 20, maxTagBytes: 1 << 20 };
-const MAX_SERVER_LINE = 2 << 20;
 
 /** Numerics that end registration with a failure. */
 const REGISTRATION_FAILURES = new Set<string>([
@@ -121,7 +137,7 @@ const REGISTRATION_FAILURES = new Set<string>([
   N.ERR_YOUREBANNEDCREEP,
 ]);
 
-export class IrcClient extends EventEmitter<IrcClientEvents> {
+export class IrcClient extends Emitter<IrcClientEvents> {
   /** Everything received, in order, when `keepHistory` is on. */
   readonly messages: IrcMessage[] = [];
   /** Caps the server acknowledged (kept up to date by CAP ACK/DEL). */
@@ -139,27 +155,32 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
   private readonly opts: IrcClientOptions;
   private readonly keepHistory: boolean;
   private readonly wantedCaps: readonly string[];
-  private socket: net.Socket | null = null;
-  private ws: WebSocket | null = null;
+  private transport: IrcTransport | null = null;
   private open = false;
   /** close() was called: further sends are dropped (the socket is being ended). */
   private closing = false;
   private outQueue: string[] = [];
   private flushScheduled = false;
   private readonly flushBound = (): void => this.flush();
-  private readonly onLineBound = (line: string): void => this.handleLine(line);
-  private readonly onLineErrorBound = (err: LineError): void => this.emitError(err);
+  /** One handler for the life of the client: nothing is allocated per line. */
+  private readonly handler: TransportHandler = {
+    onOpen: () => this.onOpen(),
+    onLine: (line) => this.handleLine(line),
+    onLineError: (err) => this.emitError(err),
+    onError: (err) => this.onTransportError(err),
+    onClose: () => this.onClosed(),
+  };
 
   private connectPromise: Promise<WelcomeInfo> | null = null;
   private connectResolve: ((w: WelcomeInfo) => void) | null = null;
   private connectReject: ((err: Error) => void) | null = null;
-  private connectTimer: NodeJS.Timeout | undefined;
+  private connectTimer: Timer | undefined;
   private capEndSent = false;
   private lsBuffer = '';
   private motd: string[] = [];
   private lastError: Error | undefined;
   private errorReply: IrcMessage | undefined;
-  private closeTimer: NodeJS.Timeout | undefined;
+  private closeTimer: Timer | undefined;
 
   private labelSeq = 0;
   private readonly pending = new Map<string, PendingRequest>();
@@ -186,50 +207,42 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
       this.failConnect(new IrcClientError('client is closed'));
       return this.connectPromise;
     }
-    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
-    this.connectTimer = setTimeout(() => {
-      this.failConnect(new IrcClientError(`registration did not complete within ${timeoutMs} ms`));
-      this.destroy();
-    }, timeoutMs);
-    this.connectTimer.unref();
-
-    const { transport, host, port } = this.opts;
-    if (transport === 'tcp') {
-      const splitter = new LineSplitter({
-        maxLineBytes: MAX_SERVER_LINE,
-        onLine: this.onLineBound,
-        onError: this.onLineErrorBound,
-      });
-      const socket = net.connect({ host, port, ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}) });
-      socket.setNoDelay(true);
-      this.socket = socket;
-      socket.on('connect', () => this.onOpen());
-      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
-      socket.on('error', (err) => this.onTransportError(err));
-      socket.on('close', () => this.onClosed());
-    } else {
-      const h = host.includes(':') ? `[${host}]` : host;
-      const ws = new WebSocket(`ws://${h}:${port}${this.opts.path ?? '/'}`, WS_SUBPROTOCOL, {
-        perMessageDeflate: false,
-        ...(this.opts.localAddress !== undefined ? { localAddress: this.opts.localAddress } : {}),
-      });
-      this.ws = ws;
-      ws.on('open', () => {
-        const raw = rawSocketOf(ws);
-        raw?.setNoDelay(true);
-        this.onOpen();
-      });
-      ws.on('message', (data: WebSocket.RawData) => this.onFrame(data));
-      ws.on('error', (err) => this.onTransportError(err));
-      ws.on('close', () => this.onClosed());
-    }
-
+    let transport: IrcTransport;
     const reg: string[] = ['CAP LS 302'];
-    if (this.opts.password !== undefined) reg.push(serialize(msgOf('PASS', [this.opts.password])));
-    reg.push(serialize(msgOf('NICK', [this.opts.nick])));
-    reg.push(serialize(msgOf('USER', [this.opts.user ?? this.opts.nick, '0', '*', this.opts.realname ?? this.opts.nick])));
+    try {
+      // A nick or password that cannot be put on a line is the caller's error: reject, not throw.
+      if (this.opts.password !== undefined) reg.push(serialize(msgOf('PASS', [this.opts.password])));
+      reg.push(serialize(msgOf('NICK', [this.opts.nick])));
+      reg.push(serialize(msgOf('USER', [this.opts.user ?? this.opts.nick, '0', '*', this.opts.realname ?? this.opts.nick])));
+      const t = this.opts.transport;
+      transport = typeof t === 'string' ? this.createTransport(t, this.opts) : t;
+    } catch (err) {
+      this.failConnect(err instanceof IrcClientError ? err : new IrcClientError(`cannot connect: ${(err as Error).message}`));
+      this.onClosed();
+      return this.connectPromise;
+    }
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    this.connectTimer = unref(
+      setTimeout(() => {
+        this.failConnect(new IrcClientError(`registration did not complete within ${timeoutMs} ms`));
+        this.destroy();
+      }, timeoutMs),
+    );
     for (const line of reg) this.sendRaw(line);
+    this.transport = transport;
+    transport.open(this.handler);
     return this.connectPromise;
+  }
+
+  /**
+   * Makes the transport for a name. This core knows 'ws' through a WHATWG WebSocket
+   * (`globalThis.WebSocket`); the Node entry (`@parley/client`) overrides it with node:net and `ws`.
+   */
+  protected createTransport(name: TransportName, opts: IrcClientOptions): IrcTransport {
+    const { host, port } = opts;
+    if (host === undefined || port === undefined) throw new IrcClientError(`transport '${name}' needs host and port`);
+    if (name === 'ws') return new BrowserWebSocketTransport(wsUrl(host, port, opts.path));
+    throw new IrcClientError(`transport '${name}' is not available here: use IrcClient from '@parley/client' in Node, or pass a transport object`);
   }
 
   /**
@@ -246,7 +259,7 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     this.outQueue.push(line);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(this.flushBound);
+      queueMicrotask(this.flushBound);
     }
   }
 
@@ -278,11 +291,12 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     }
     return new Promise<IrcMessage[]>((resolve, reject) => {
       const p: PendingRequest = { label, resolve, reject, timer: undefined, batch: null, wrapper: false, messages: [] };
-      p.timer = setTimeout(() => {
-        this.dropRequest(p);
-        reject(new IrcClientError(`no response to ${m.command} (label ${label}) within ${timeoutMs} ms`));
-      }, timeoutMs);
-      p.timer.unref();
+      p.timer = unref(
+        setTimeout(() => {
+          this.dropRequest(p);
+          reject(new IrcClientError(`no response to ${m.command} (label ${label}) within ${timeoutMs} ms`));
+        }, timeoutMs),
+      );
       this.pending.set(label, p);
       this.sendRaw(line);
     });
@@ -293,12 +307,13 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     if (this.closed) return Promise.reject(new IrcClientError('connection closed'));
     return new Promise<IrcMessage>((resolve, reject) => {
       const w: Waiter = { pred, resolve, reject, timer: undefined };
-      w.timer = setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i !== -1) this.waiters.splice(i, 1);
-        reject(new IrcClientError(`waitFor: no matching message within ${timeoutMs} ms`));
-      }, timeoutMs);
-      w.timer.unref();
+      w.timer = unref(
+        setTimeout(() => {
+          const i = this.waiters.indexOf(w);
+          if (i !== -1) this.waiters.splice(i, 1);
+          reject(new IrcClientError(`waitFor: no matching message within ${timeoutMs} ms`));
+        }, timeoutMs),
+      );
       this.waiters.push(w);
     });
   }
@@ -314,61 +329,33 @@ export class IrcClient extends EventEmitter<IrcClientEvents> {
     this.outQueue.push(serialize(msgOf('QUIT', quitMessage === undefined ? [] : [quitMessage])));
     this.flush();
     this.closing = true;
-    if (this.socket !== null) this.socket.end();
-    else this.ws?.close(1000);
-    if (this.closeTimer === undefined) {
-      this.closeTimer = setTimeout(() => this.destroy(), 2000);
-      this.closeTimer.unref();
-    }
+    this.transport?.end();
+    this.closeTimer ??= unref(setTimeout(() => this.destroy(), 2000));
     return closed;
   }
 
   /** Drops the connection at once. */
   destroy(): void {
-    if (this.socket !== null) this.socket.destroy();
-    else if (this.ws !== null) this.ws.terminate();
+    if (this.transport !== null) this.transport.destroy();
     else this.onClosed();
   }
 
-  /** Bytes queued in the socket and not yet sent (back-pressure for the load tool). */
+  /** Bytes written and not yet sent by the transport (back-pressure for the load tool). */
   get bufferedAmount(): number {
-    if (this.socket !== null) return this.socket.writableLength;
-    if (this.ws !== null) return this.ws.bufferedAmount;
-    return 0;
+    return this.transport?.bufferedAmount ?? 0;
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    if (!this.open || this.outQueue.length === 0) return;
+    if (!this.open || this.closed || this.outQueue.length === 0) return;
     const q = this.outQueue;
     this.outQueue = [];
-    if (this.socket !== null) {
-      this.socket.write(q.length === 1 ? q[0] + '\r\n' : q.join('\r\n') + '\r\n');
-      return;
-    }
-    const ws = this.ws;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
-    // ws corks per frame; an outer cork turns the whole batch of frames into one writev.
-    const raw = q.length > 1 ? rawSocketOf(ws) : undefined;
-    raw?.cork();
-    for (const line of q) ws.send(line);
-    raw?.uncork();
+    (this.transport as IrcTransport).write(q);
   }
 
   private onOpen(): void {
     this.open = true;
     this.flush();
-  }
-
-  private onFrame(data: WebSocket.RawData): void {
-    let text = Buffer.isBuffer(data)
-      ? data.toString('utf8')
-      : Array.isArray(data)
-        ? Buffer.concat(data).toString('utf8')
-        : Buffer.from(data).toString('utf8');
-    // The binding forbids CRLF in frames; tolerate a trailing one from lax servers.
-    if (text.endsWith('\n')) text = text.slice(0, text.endsWith('\r\n') ? -2 : -1);
-    if (text !== '') this.handleLine(text);
   }
 
   private handleLine(raw: string): void {
@@ -640,8 +627,3 @@ function unescapeIsupport(v: string): string {
   return v.indexOf('\\x') === -1 ? v : v.replace(/\\x([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
-/** ws keeps its net.Socket private; used only to cork and set TCP_NODELAY. */
-function rawSocketOf(ws: WebSocket): net.Socket | undefined {
-  const s = (ws as unknown as { _socket?: unknown })._socket;
-  return s instanceof net.Socket ? s : undefined;
-}

@@ -3,8 +3,11 @@
  *
  * One small module shared by the server, the client, the load tool and the web client. It works on
  * decoded strings (one line, no CR/LF); byte framing of TCP streams is `LineSplitter`'s job.
+ *
+ * Pure: no Node built-ins (no `node:*` imports, no `Buffer`), only what browsers have too
+ * (`TextDecoder`, `Uint8Array`), so the browser bundle uses this very file. A Node `Buffer` is a
+ * `Uint8Array`, so Node callers pass their chunks as they are.
  */
-import { isUtf8 } from 'node:buffer';
 
 export interface IrcMessage {
   /** Tag key → unescaped value; `{}` when the line has no tags; a tag without value maps to ''. */
@@ -53,15 +56,53 @@ const EQ = 0x3d;
 const BACKSLASH = 0x5c;
 
 /**
- * UTF-8 length of `s` exceeds `limit`? Only pays for `Buffer.byteLength` when the UTF-16 length
- * leaves the answer open: every code unit encodes to 1..3 bytes.
+ * UTF-8 length of `s[start, end)` plus `extra` exceeds `limit`? Only counts bytes when the UTF-16
+ * length leaves the answer open: every code unit encodes to 1..3 bytes.
  */
 function bytesExceed(s: string, start: number, end: number, extra: number, limit: number): boolean {
   const units = end - start;
   if (units + extra > limit) return true;
   if (units * 3 + extra <= limit) return false;
+  return encodedExceeds(s, start, end, limit - extra);
+}
+
+/** Kept out of `bytesExceed` so that the two quick checks stay small enough to be inlined. */
+function encodedExceeds(s: string, start: number, end: number, room: number): boolean {
+  if (room > MAX_SCRATCH) return utf8Length(s, start, end) > room;
+  // Native encoding into a scratch buffer larger than `room`: text that does not fit is too long.
+  // About 10x faster than counting in a JS loop for a 300-character line.
+  if (scratch.length <= room) scratch = new Uint8Array(room + 1);
   const sub = start === 0 && end === s.length ? s : s.slice(start, end);
-  return Buffer.byteLength(sub, 'utf8') + extra > limit;
+  const r = encoder.encodeInto(sub, scratch);
+  return r.read < sub.length || r.written > room;
+}
+
+const encoder = new TextEncoder();
+/** Above this limit (only lenient parsers use one) bytes are counted instead of encoded. */
+const MAX_SCRATCH = 64 * 1024;
+let scratch = new Uint8Array(LIMITS.tags + 1);
+
+/**
+ * Bytes of `s[start, end)` in UTF-8, as `TextEncoder` would write them: a surrogate pair is 4
+ * bytes, a lone surrogate 3 (it becomes U+FFFD). Counted in place: no slice, no encoding.
+ */
+export function utf8Length(s: string, start = 0, end = s.length): number {
+  let n = end - start;
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      n += 1;
+      continue;
+    }
+    // 3 bytes for one unit; a surrogate pair is 4 bytes for two units, so it adds 2 as well.
+    n += 2;
+    if (c <= 0xdbff && c >= 0xd800 && i + 1 < end) {
+      const lo = s.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) i++;
+    }
+  }
+  return n;
 }
 
 // Tag key: ['+'] [vendor '/'] name, vendor a host name, name letters/digits/'-'. Validating it keeps
@@ -301,7 +342,7 @@ export class LineSplitter {
   private readonly onLine: (line: string) => void;
   private readonly onError: (err: LineError) => void;
   /** Partial line carried between chunks; grown on demand up to max + 1 (content + a CR). */
-  private acc: Buffer | null = null;
+  private acc: Uint8Array | null = null;
   private accLen = 0;
   private discarding = false;
 
@@ -323,7 +364,8 @@ export class LineSplitter {
     this.discarding = false;
   }
 
-  push(chunk: Buffer): void {
+  /** Any `Uint8Array` (a Node `Buffer` is one); `chunk` is not kept after the call. */
+  push(chunk: Uint8Array): void {
     const n = chunk.length;
     let start = 0;
     if (this.discarding) {
@@ -343,9 +385,9 @@ export class LineSplitter {
       } else if (this.append(chunk, start, nl)) {
         const len = this.accLen;
         this.accLen = 0;
-        this.emit(this.acc as Buffer, 0, len);
+        this.emit(this.acc as Uint8Array, 0, len);
         // Do not keep a large buffer for the rare long line; small ones are reused.
-        if ((this.acc as Buffer).length > 4096) this.acc = null;
+        if ((this.acc as Uint8Array).length > 4096) this.acc = null;
       }
       // After a failed append the line was reported and `discarding` set; the LF ends it.
       this.discarding = false;
@@ -354,7 +396,7 @@ export class LineSplitter {
   }
 
   /** Adds bytes of an unfinished line; false (after reporting TOO_LONG) when they no longer fit. */
-  private append(chunk: Buffer, start: number, end: number): boolean {
+  private append(chunk: Uint8Array, start: number, end: number): boolean {
     const add = end - start;
     const need = this.accLen + add;
     if (need > this.max + 1) {
@@ -365,33 +407,40 @@ export class LineSplitter {
     }
     let acc = this.acc;
     if (acc === null || acc.length < need) {
-      const grown = Buffer.allocUnsafe(Math.min(this.max + 1, Math.max(need, 256, acc === null ? 0 : acc.length * 2)));
-      if (acc !== null) acc.copy(grown, 0, 0, this.accLen);
+      const grown = new Uint8Array(Math.min(this.max + 1, Math.max(need, 256, acc === null ? 0 : acc.length * 2)));
+      if (acc !== null) grown.set(acc.subarray(0, this.accLen));
       this.acc = acc = grown;
     }
-    chunk.copy(acc, this.accLen, start, end);
+    acc.set(chunk.subarray(start, end), this.accLen);
     this.accLen = need;
     return true;
   }
 
-  private emit(buf: Buffer, start: number, end: number): void {
+  private emit(buf: Uint8Array, start: number, end: number): void {
     if (end > start && buf[end - 1] === 0x0d) end--;
     if (end === start) return;
     if (end - start > this.max) {
       this.onError(new LineError('TOO_LONG', `line longer than ${this.max} bytes`));
       return;
     }
-    if (!isAscii(buf, start, end) && !isUtf8(buf.subarray(start, end))) {
+    const line = decodeUtf8(buf, start, end);
+    if (line === null) {
       this.onError(new LineError('BAD_ENCODING', 'line is not valid UTF-8'));
       return;
     }
-    this.onLine(buf.toString('utf8', start, end));
+    this.onLine(line);
   }
 }
 
-// Short lines are the common case; a byte loop beats creating a subarray for the native check.
-function isAscii(buf: Buffer, start: number, end: number): boolean {
-  if (end - start > 64) return false;
-  for (let i = start; i < end; i++) if ((buf[i] as number) >= 0x80) return false;
-  return true;
+// `fatal`: invalid UTF-8 throws instead of becoming U+FFFD, so decoding is also the validation.
+// `ignoreBOM`: a line starting with U+FEFF keeps it, as a byte-for-byte decode would.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Strict UTF-8 decode of `buf[start, end)`; null when the bytes are not valid UTF-8. */
+export function decodeUtf8(buf: Uint8Array, start = 0, end = buf.length): string | null {
+  try {
+    return utf8.decode(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+  } catch {
+    return null;
+  }
 }

@@ -2,8 +2,9 @@
  * Message ids. A room message's msgid carries the room's sequence number, `<roomTag>-<seq>`, so a
  * client can spot a gap and fill it with CHATHISTORY. Other events get `e-<16 hex>` ids, which can
  * never be mistaken for a room id (a room tag is 8 hex chars, so its '-' is at index 8, not 1).
+ *
+ * Pure: random bytes come from Web Crypto (`globalThis.crypto`, in Node 20 and every browser).
  */
-import { randomBytes } from 'node:crypto';
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -27,7 +28,7 @@ export function roomTag(room: string): string {
         c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
         i++;
       } else {
-        c = 0xfffd; // lone surrogate: what Buffer.from(room) encodes
+        c = 0xfffd; // lone surrogate: what TextEncoder (and Buffer.from) encodes
       }
     }
     if (c < 0x800) {
@@ -71,16 +72,28 @@ export function isEventMsgid(msgid: string): boolean {
 
 const POOL_SIZE = 4096;
 const ID_BYTES = 8;
-let pool = Buffer.alloc(0);
+const pool = new Uint8Array(POOL_SIZE);
 let poolOffset = POOL_SIZE;
+const HEX: string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
 /** `e-` + 16 random hex chars for events outside room history; random bytes are drawn in pools. */
 export function eventMsgid(): string {
-  if (poolOffset + ID_BYTES > pool.length) {
-    pool = randomBytes(POOL_SIZE);
+  if (poolOffset + ID_BYTES > POOL_SIZE) {
+    globalThis.crypto.getRandomValues(pool);
     poolOffset = 0;
   }
-  const id = 'e-' + pool.toString('hex', poolOffset, poolOffset + ID_BYTES);
-  poolOffset += ID_BYTES;
-  return id;
+  const p = pool;
+  const o = poolOffset;
+  poolOffset = o + ID_BYTES;
+  return (
+    'e-' +
+    HEX[p[o] as number] +
+    HEX[p[o + 1] as number] +
+    HEX[p[o + 2] as number] +
+    HEX[p[o + 3] as number] +
+    HEX[p[o + 4] as number] +
+    HEX[p[o + 5] as number] +
+    HEX[p[o + 6] as number] +
+    HEX[p[o + 7] as number]
+  );
 }
