@@ -11,8 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { N } from '../../packages/protocol/src/index.js';
-import { COMMANDS } from '../../packages/server/src/core/commands.js';
+import { COMMANDS } from '../../packages/server/src/core/commands/table.js';
+import { FAIL_CODES, NUMERICS } from '../../packages/server/src/core/replies.js';
 import { CAP_BITS } from '../../packages/server/src/core/caps.js';
 import { ClusterConfigSchema, defaultClusterConfig } from '../../packages/server/src/config.js';
 
@@ -88,49 +88,48 @@ describe('docs/irc.md', () => {
     assert.deepEqual(missing, [], `capabilities not in docs/irc.md (as \`name\`): ${missing.join(', ')}`);
   });
 
-  it('lists every FAIL code the server can emit', () => {
-    const codes = new Set<string>();
+  it('documents every catalogued standard reply, and catalogues every one it documents', () => {
+    assert.ok(FAIL_CODES.length >= 8, `FAIL catalogue looks wrong: ${FAIL_CODES.length}`);
+    const missing = FAIL_CODES.filter((f) => !wordRe(f.code).test(ircDoc)).map((f) => f.code);
+    assert.deepEqual(missing, [], `FAIL codes of the catalogue not in docs/irc.md: ${missing.join(', ')}`);
+    const documented = new Set([...ircDoc.matchAll(/FAIL (?:\*|<command>|[A-Z]+) ([A-Z][A-Z0-9_]{3,})\b/g)].map((m) => m[1] as string));
+    for (const m of ircDoc.matchAll(/`FAIL ([A-Z][A-Z0-9_]{3,})`/g)) documented.add(m[1] as string);
+    assert.ok(documented.size >= 5, `FAIL scan of docs/irc.md found only ${[...documented].join(', ')}`);
+    const known = new Set(FAIL_CODES.map((f) => f.code));
+    const unknown = [...documented].filter((c) => !known.has(c));
+    assert.deepEqual(unknown, [], `FAIL codes in docs/irc.md that the server never sends: ${unknown.join(', ')}`);
+  });
+
+  it('documents every catalogued numeric, and catalogues every numeric it documents', () => {
+    assert.ok(NUMERICS.length >= 40, `numeric catalogue looks wrong: ${NUMERICS.length}`);
+    const missing = NUMERICS.filter((n) => !ircDoc.includes(`\`${n.code}\``)).map((n) => `${n.code} ${n.name}`);
+    assert.deepEqual(missing, [], `numerics of the catalogue not in docs/irc.md: ${missing.join(', ')}`);
+    const known = new Set(NUMERICS.map((n) => n.code));
+    const documented = new Set([...ircDoc.matchAll(/`(\d{3})`/g)].map((m) => m[1] as string));
+    const unknown = [...documented].filter((c) => !known.has(c));
+    assert.deepEqual(unknown, [], `numerics in docs/irc.md that the server never sends: ${unknown.join(', ')}`);
+  });
+
+  it('keeps every reply text in the catalogue: no numeric or FAIL line is spelled outside it', () => {
+    const offenders: string[] = [];
     for (const file of sourceFiles(serverSrc)) {
+      if (file.endsWith(path.join('core', 'replies.ts'))) continue;
       const text = fs.readFileSync(file, 'utf8');
-      // fail(node, r, <command>, '<CODE>', ...): the code is the fourth argument.
-      for (const m of text.matchAll(/\bfail\(\s*[\w.]+\s*,\s*[\w.]+\s*,\s*(?:'[^']*'|[\w.]+)\s*,\s*'([A-Z][A-Z0-9_]{3,})'/g)) {
-        codes.add(m[1] as string);
-      }
-      // Literal standard replies: `FAIL <command> <CODE>` with a literal code.
-      for (const m of text.matchAll(/FAIL (?:\*|[A-Z]+|\$\{[^}]+\}) ([A-Z][A-Z0-9_]{3,})\b/g)) {
-        codes.add(m[1] as string);
-      }
+      if (/\bN\.(?:RPL|ERR)_/.test(text)) offenders.push(`${path.relative(root, file)}: N.<numeric>`);
+      if (/[`'"]:?\$\{[^}]+\} FAIL |[`'"][^`'"]*\bFAIL [A-Z*]+ [A-Z_]{4,}/.test(text)) offenders.push(`${path.relative(root, file)}: FAIL literal`);
     }
-    // The scan itself must work: these are known to exist.
-    for (const known of ['MESSAGE_ERROR', 'INTERNAL_ERROR', 'INVALID_UTF8']) {
-      assert.ok(codes.has(known), `FAIL code scan did not find ${known}; found ${[...codes].join(', ')}`);
-    }
-    const missing = [...codes].filter((c) => !wordRe(c).test(ircDoc));
-    assert.deepEqual(missing, [], `FAIL codes not in docs/irc.md: ${missing.join(', ')}`);
+    assert.deepEqual(offenders, [], 'replies must come from core/replies.ts');
   });
 
   it('lists every ISUPPORT token in a table', () => {
-    const src = fs.readFileSync(path.join(serverSrc, 'core/commands.ts'), 'utf8');
+    const src = fs.readFileSync(path.join(serverSrc, 'core/commands/registration.ts'), 'utf8');
     const body = /function isupport\([\s\S]*?\n\}/.exec(src)?.[0];
-    assert.ok(body, 'isupport() not found in commands.ts');
+    assert.ok(body, 'isupport() not found in commands/registration.ts');
     const tokens = [...body.matchAll(/['`]([A-Z][A-Z0-9]+)(?:=|['`])/g)].map((m) => m[1] as string);
     assert.ok(tokens.length >= 10, `ISUPPORT scan found only ${tokens.join(', ')}`);
     const cells = tableRows(ircDoc).map(firstCell);
     const missing = tokens.filter((t) => !cells.includes(t));
     assert.deepEqual(missing, [], `ISUPPORT tokens without a table row in docs/irc.md: ${missing.join(', ')}`);
-  });
-
-  it('mentions every numeric the server sends', () => {
-    const used = new Set<string>();
-    for (const file of sourceFiles(path.join(serverSrc, 'core'))) {
-      for (const m of fs.readFileSync(file, 'utf8').matchAll(/\bN\.((?:RPL|ERR)_[A-Z0-9_]+)/g)) used.add(m[1] as string);
-    }
-    assert.ok(used.size >= 30, `numeric scan found only ${used.size}`);
-    const missing = [...used].filter((name) => {
-      const code = (N as Record<string, string>)[name];
-      return code === undefined || (!ircDoc.includes(`\`${code}\``) && !wordRe(`${code} ${name}`).test(ircDoc));
-    });
-    assert.deepEqual(missing, [], `numerics not in docs/irc.md: ${missing.map((n) => `${(N as Record<string, string>)[n]} ${n}`).join(', ')}`);
   });
 });
 

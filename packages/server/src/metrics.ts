@@ -9,7 +9,7 @@ export class Metrics {
   readonly linesIn = new Counter({ name: 'parley_lines_in_total', help: 'IRC lines received from clients', registers: [this.registry] });
   readonly messagesIn = new Counter({ name: 'parley_messages_in_total', help: 'PRIVMSG/NOTICE accepted from local clients', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly messagesStored = new Counter({ name: 'parley_messages_stored_total', help: 'Messages made durable by this instance', registers: [this.registry] });
-  readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (store backlog over its limit)', labelNames: ['code'] as const, registers: [this.registry] });
+  readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (admission: store backlog over its limit)', labelNames: ['code'] as const, registers: [this.registry] });
   readonly messagesFailed = new Counter({ name: 'parley_messages_failed_total', help: 'Messages refused because they could not be stored', registers: [this.registry] });
   readonly linesOut = new Counter({ name: 'parley_lines_out_total', help: 'IRC lines written to clients', registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'parley_deliveries_total', help: 'Messages delivered to local recipients (one per recipient)', registers: [this.registry] });
@@ -29,8 +29,24 @@ export class Metrics {
   readonly disconnects = new Counter({ name: 'parley_disconnects_total', help: 'Connections closed by the server', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly brokerIn = new Counter({ name: 'parley_broker_messages_in_total', help: 'Envelopes received from other instances', registers: [this.registry] });
   readonly brokerOut = new Counter({ name: 'parley_broker_messages_out_total', help: 'Envelopes published to other instances', registers: [this.registry] });
+  readonly busUp = new Gauge({ name: 'parley_bus_up', help: '1 while the broker (Redis pub/sub) is connected', registers: [this.registry] });
+  readonly busErrors = new Counter({ name: 'parley_bus_errors_total', help: 'Broker calls that failed and payloads that could not be decoded or handled', registers: [this.registry] });
+  readonly busSkipped = new Counter({ name: 'parley_bus_skipped_total', help: 'Stored room messages not published because no other instance has members of the room', registers: [this.registry] });
+  readonly busDropped = new Counter({ name: 'parley_bus_dropped_total', help: 'Payloads dropped from the retry outbox (broker unreachable too long); receivers fill from the store', registers: [this.registry] });
+  readonly busRetryBytes = new Gauge({ name: 'parley_bus_retry_bytes', help: 'Payload bytes kept for a retry while the broker is unreachable', registers: [this.registry] });
+  readonly gapFills = new Counter({ name: 'parley_gap_fills_total', help: 'Messages delivered from the store because they did not arrive from the broker', registers: [this.registry] });
+  readonly commandErrors = new Counter({ name: 'parley_command_errors_total', help: 'Commands that failed unexpectedly (answered FAIL ... INTERNAL_ERROR or TEMPORARILY_UNAVAILABLE)', labelNames: ['command'] as const, registers: [this.registry] });
+  readonly uncaughtErrors = new Counter({ name: 'parley_uncaught_errors_total', help: 'Errors that reached the process-level handlers (unhandled rejections, uncaught exceptions)', labelNames: ['kind'] as const, registers: [this.registry] });
+
+  // Label children of the hot path, looked up once.
+  readonly privmsgIn = this.messagesIn.labels('PRIVMSG');
+  readonly noticeIn = this.messagesIn.labels('NOTICE');
+  readonly tcpConnections = this.connections.labels('tcp');
+  readonly wsConnections = this.connections.labels('ws');
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    this.uncaughtErrors.labels('rejection').inc(0);
+    this.uncaughtErrors.labels('exception').inc(0);
   }
 }

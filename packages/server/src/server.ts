@@ -7,8 +7,10 @@ import type { InstanceOptions } from './config.js';
 import { EtcdRegistry, EtcdUnavailableError, InvalidConfigError } from './cluster/registry.js';
 import { RedisBroker } from './cluster/broker-redis.js';
 import { RedisClusterState } from './cluster/state-redis.js';
+import { COMMANDS } from './core/commands/table.js';
 import { ChatNode } from './core/node.js';
 import { Metrics } from './metrics.js';
+import { guardProcess, unguardProcess } from './process-guard.js';
 import { createHttpServer } from './net/http.js';
 import { createTcpServer } from './net/tcp.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
@@ -31,7 +33,6 @@ export class ParleyServer {
   readonly metrics = new Metrics();
   private registry!: EtcdRegistry;
   private state!: RedisClusterState;
-  private broker!: RedisBroker;
   private store!: ShardedStore;
   private directory!: EtcdShardDirectory;
   node!: ChatNode;
@@ -56,6 +57,7 @@ export class ParleyServer {
 
   private async doStart(): Promise<void> {
     const o = this.opts;
+    guardProcess(this.metrics, this.log);
     const etcdPrefix = `/${o.prefix}`;
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
@@ -101,16 +103,14 @@ export class ParleyServer {
     this.state = new RedisClusterState(o.redis, o.prefix, this.log);
     this.node = new ChatNode({
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
-      metrics: this.metrics, log: this.log,
+      broker: (handler) => new RedisBroker(o.redis, o.prefix, handler, this.log),
+      commands: COMMANDS, metrics: this.metrics, log: this.log,
     });
-    this.broker = new RedisBroker(o.redis, o.prefix, (topic, payload) => this.node.onBrokerMessage(topic, payload), this.log);
-    this.node.setBroker(this.broker);
     try {
-      await withDeadline(Promise.all([this.state.start(), this.broker.start()]), 5000, 'no answer within 5s');
+      await withDeadline(Promise.all([this.state.start(), this.node.start()]), 5000, 'no answer within 5s');
     } catch (err) {
       throw new StartupError(`cannot reach Redis at ${o.redis} (${firstLine(err)})`);
     }
-    await this.node.start();
     await this.node.recoverOwnId();
 
     this.tcp = createTcpServer(this.node);
@@ -170,12 +170,16 @@ export class ParleyServer {
     this.node.reapInstance(id).catch((err: Error) => this.log.error({ err: err.message, instance: id }, 'clean-up of a lost instance failed'));
   }
 
-  /** Instances Redis still knows but etcd no longer lists died while nobody watched: clean up. */
+  /**
+   * Instances Redis still knows but etcd no longer lists died while nobody watched: clean up. Nicks
+   * Redis lists for this instance that no local session holds are released.
+   */
   private async reconcile(): Promise<void> {
     try {
       const [known, live] = await Promise.all([this.state.knownInstances(), this.registry.liveInstances()]);
       const alive = new Set(live.map((r) => r.id));
       for (const id of known) if (!alive.has(id) && id !== this.id) this.reap(id);
+      await this.node.reconcileUsers();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'reconcile failed');
     }
@@ -204,14 +208,16 @@ export class ParleyServer {
     if (this.node) this.node.draining = true;
     if (this.registry) await Promise.race([this.registry.update({ state: 'draining' }), new Promise((r) => setTimeout(r, 500).unref())]);
     if (this.tcp?.listening) this.tcp.close();
+    // Clients are dropped, their QUITs published and the bus flushed before Redis closes.
     await this.node?.close();
     await this.http?.close().catch(() => undefined);
     await this.state?.forgetInstance(this.id).catch(() => undefined);
-    await this.broker?.close();
+    await this.node?.bus.close();
     await this.state?.close();
     await this.store?.close();
     await this.directory?.close();
     await this.registry?.close();
+    unguardProcess(this.metrics);
     this.log.info('closed');
   }
 }

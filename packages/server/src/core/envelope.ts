@@ -1,63 +1,95 @@
 /**
- * Messages between instances (over the broker), discriminated by `k`. Every envelope carries the
- * origin instance `o` (an instance ignores its own: it delivered locally already) and the
- * serialised parts of the line, so receivers never re-serialise.
+ * Messages between instances (over the broker), discriminated by `k` (see `Kind`). Every envelope
+ * carries the origin instance `o` and the serialised parts of the line, so receivers never
+ * re-serialise. Decoding never throws: a payload that is not a valid batch is dropped.
  */
 
-/** A stored message to a channel (topic `r:<room>`). */
+export const Kind = {
+  /** a stored channel message, topic `r:<room>` */
+  RoomMessage: 'm',
+  /** a stored direct message, topic `n:<nick>` */
+  Direct: 'd',
+  /** JOIN, PART, KICK, TOPIC, MODE in a channel, topic `r:<room>` */
+  ChannelEvent: 'e',
+  /** QUIT or NICK of a user, topic `all` */
+  UserEvent: 'u',
+  /** an instance opens (hello), has (here) or closes (bye) a room, topic `r:<room>` */
+  Presence: 'p',
+} as const;
+
 export interface RoomMessageEnvelope {
   k: 'm';
   o: string;
   r: string;
+  /** room sequence number */
   q: number;
+  /** server-time text, and the same time in ms */
   t: string;
+  ms: number;
   i: string;
   g: string;
   l: string;
 }
 
-/** A stored direct message (topic `n:<nick>`), `to` = lower-case recipient nick. */
+/** `to` = lower-case recipient nick. */
 export interface DirectEnvelope {
   k: 'd';
   o: string;
   to: string;
   t: string;
+  ms: number;
   i: string;
   g: string;
   l: string;
-  /** sender's nick and away reply needs nothing more */
 }
 
-/** JOIN, PART, KICK, TOPIC, MODE in a channel (topic `r:<room>`). */
 export interface ChannelEventEnvelope {
   k: 'e';
   o: string;
   r: string;
   t: string;
+  ms: number;
   i: string;
   l: string;
   /** lower-case nick that leaves the channel by this event (PART, KICK) */
   leave?: string;
 }
 
-/** QUIT or NICK of a user, to every instance (topic `all`); `rooms` the user was in. */
+/** `rooms`: the channel keys the user was in. */
 export interface UserEventEnvelope {
   k: 'u';
   o: string;
   rooms: string[];
   t: string;
+  ms: number;
   i: string;
   l: string;
 }
 
-export type Envelope = RoomMessageEnvelope | DirectEnvelope | ChannelEventEnvelope | UserEventEnvelope;
+export const Presence = { Hello: 1, Here: 0, Bye: -1 } as const;
 
-const KINDS = new Set(['m', 'd', 'e', 'u']);
+/**
+ * Which instances have local members of a room. `hello` asks the others to answer `here`; both
+ * carry the highest sequence number the sender has seen in the room (`q`), so the receiver can
+ * fill from the store what it may have missed before it knew of the sender.
+ */
+export interface PresenceEnvelope {
+  k: 'p';
+  o: string;
+  r: string;
+  h: (typeof Presence)[keyof typeof Presence];
+  q: number;
+}
+
+export type Envelope = RoomMessageEnvelope | DirectEnvelope | ChannelEventEnvelope | UserEventEnvelope | PresenceEnvelope;
+
+const KINDS = new Set<string>(Object.values(Kind));
 
 function isEnvelope(v: unknown): v is Envelope {
   if (typeof v !== 'object' || v === null) return false;
-  const e = v as { k?: unknown; o?: unknown; l?: unknown };
-  return typeof e.k === 'string' && KINDS.has(e.k) && typeof e.o === 'string' && typeof e.l === 'string';
+  const e = v as { k?: unknown; o?: unknown; l?: unknown; r?: unknown };
+  if (typeof e.k !== 'string' || !KINDS.has(e.k) || typeof e.o !== 'string') return false;
+  return e.k === Kind.Presence ? typeof e.r === 'string' : typeof e.l === 'string';
 }
 
 /**
@@ -93,3 +125,8 @@ export const topics = {
   nick: (nick: string) => `n:${nick}`,
   all: 'all',
 } as const;
+
+/** The room key of a room topic, or null for other topics. */
+export function roomOfTopic(topic: string): string | null {
+  return topic.startsWith('r:') ? topic.slice(2) : null;
+}

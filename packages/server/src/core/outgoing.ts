@@ -8,15 +8,19 @@ import { Cap } from './caps.js';
 export class Outgoing {
   private full: string | undefined;
   private timed: string | undefined;
+  /** variants serialised so far (each at most once): lets a test prove the sharing */
+  builds = 0;
 
   /**
    * @param rest  the line without tags: `:source COMMAND params`
+   * @param timeMs the same time in ms since the epoch (kept, so nobody parses `time` again)
    * @param time  server-time value (`2026-11-23T19:17:08.123Z`)
    * @param msgid msgid tag value
    * @param clientTags serialised client-only tags (`+draft/reply=x`), '' when none
    */
   constructor(
     readonly rest: string,
+    readonly timeMs: number,
     readonly time: string,
     readonly msgid: string,
     readonly clientTags: string,
@@ -29,8 +33,20 @@ export class Outgoing {
   }
 
   lineFor(caps: number): string {
-    if (caps & Cap.MessageTags) return (this.full ??= `@${this.tagText()} ${this.rest}`);
-    if (caps & Cap.ServerTime) return (this.timed ??= `@time=${this.time} ${this.rest}`);
+    if (caps & Cap.MessageTags) {
+      if (this.full === undefined) {
+        this.builds++;
+        this.full = `@${this.tagText()} ${this.rest}`;
+      }
+      return this.full;
+    }
+    if (caps & Cap.ServerTime) {
+      if (this.timed === undefined) {
+        this.builds++;
+        this.timed = `@time=${this.time} ${this.rest}`;
+      }
+      return this.timed;
+    }
     return this.rest;
   }
 

@@ -11,33 +11,46 @@ export function batchId(): string {
 }
 
 /**
- * The response to one client command. Without a label (or without labeled-response) lines go
- * straight to the session. With one, lines are collected and sent when the command is done, per
- * IRCv3 labeled-response: nothing → `ACK`, one line → the line with the label, several → a
- * `labeled-response` batch (or, when the response is itself exactly one batch, that batch
- * carries the label).
+ * Where a command's response goes. A session is its own responder (lines go straight out); a
+ * labeled command gets a `Reply` that collects them.
  */
-export class Reply {
-  private lines: string[] | null;
-  private done = false;
-  /** set by handlers whose whole response is one BATCH ... BATCH - */
-  singleBatch = false;
-
-  constructor(readonly session: Session, readonly label: string | null, private readonly serverName: string) {
-    this.lines = label === null ? null : [];
-  }
-
+export interface Responder {
+  send(line: string): void;
+  /** the command is done: a labeled response goes out now */
+  end(): void;
+  /** the whole response is one BATCH ... BATCH -: that batch carries the label */
+  markSingleBatch(): void;
   /**
    * Hands the whole response (one line) to the caller instead of sending it: for echoes that must
    * be written in room order by the room itself. Returns the line with the label, if any.
    */
+  takeAsOnly(line: string): string;
+}
+
+/**
+ * The response to one labeled client command: lines are collected and sent when the command is done, per
+ * IRCv3 labeled-response: nothing → `ACK`, one line → the line with the label, several → a
+ * `labeled-response` batch (or, when the response is itself exactly one batch, that batch
+ * carries the label).
+ */
+export class Reply implements Responder {
+  private readonly lines: string[] = [];
+  private done = false;
+  private singleBatch = false;
+
+  constructor(readonly session: Session, readonly label: string, private readonly serverName: string) {}
+
+  markSingleBatch(): void {
+    this.singleBatch = true;
+  }
+
   takeAsOnly(line: string): string {
     this.done = true;
-    return this.label === null ? line : addTags(line, `label=${escapeTagValue(this.label)}`);
+    return addTags(line, `label=${escapeTagValue(this.label)}`);
   }
 
   send(line: string): void {
-    if (this.lines && !this.done) this.lines.push(line);
+    if (!this.done) this.lines.push(line);
     else this.session.write(line);
   }
 
@@ -45,9 +58,8 @@ export class Reply {
     if (this.done) return;
     this.done = true;
     const lines = this.lines;
-    if (!lines) return;
     const s = this.session;
-    const label = `label=${escapeTagValue(this.label ?? '')}`;
+    const label = `label=${escapeTagValue(this.label)}`;
     if (lines.length === 0) {
       s.write(`@${label} :${this.serverName} ACK`);
     } else if (lines.length === 1 || this.singleBatch) {

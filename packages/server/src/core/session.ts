@@ -1,5 +1,6 @@
 import type { IrcMessage } from '@parley/protocol';
 import { Cap } from './caps.js';
+import type { Responder } from './reply.js';
 import type { LocalRoom } from './room.js';
 
 /** What the network layer gives a session: a way to write lines and to hang up. */
@@ -12,6 +13,8 @@ export interface Transport {
   bufferedBytes(): number;
   /** flushes what is queued, then closes */
   close(): void;
+  /** closes at once and frees what is queued: for a peer that does not read */
+  destroy(): void;
 }
 
 /** Called by a session when it has output, so that all output of a tick is flushed at once. */
@@ -22,23 +25,27 @@ export interface FlushScheduler {
 let nextId = 1;
 
 /**
- * One client connection: its identity, negotiated capabilities, channels and output queue.
- * The command logic lives in the chat node; the session is state plus cheap helpers.
+ * One client connection: its identity, negotiated capabilities, channels, command queue and output
+ * queue. Without a label a session is its own responder: a command's lines go straight to it.
  */
-export class Session {
+export class Session implements Responder {
   readonly id = nextId++;
-  nick = '*';
+  private _nick = '*';
   /** lower-cased nick ('' until a nick is held) */
   nickKey = '';
-  user = '';
+  private _user = '';
   realname = '';
-  host: string;
+  readonly host: string;
   registered = false;
-  registering = false;
   capNegotiating = false;
   caps = 0;
   passOk = false;
   away: string | null = null;
+  /**
+   * The cluster state holds this session's nick (claimed at registration). Whoever releases the
+   * session's nick clears it, so a nick is released exactly once, whatever raced.
+   */
+  claimed = false;
   readonly rooms = new Map<string, LocalRoom>();
   readonly connectedAt = Date.now();
   lastActivity = Date.now();
@@ -47,13 +54,16 @@ export class Session {
   /** a blocking command is running: further lines wait in `queue` */
   busy = false;
   readonly queue: IrcMessage[] = [];
-  /** the latest non-blocking command still running (QUIT waits for it, so its effects come first) */
+  /** the blocking command running now; the disconnect clean-up runs after it */
+  current: Promise<void> | null = null;
+  /** the latest non-blocking command still running (QUIT and PING wait for it) */
   inflight: Promise<void> | null = null;
 
   /** flood control token bucket */
   tokens: number;
   tokensAt = Date.now();
 
+  private source_: string | null = null;
   private out: string[] = [];
   private scheduled = false;
 
@@ -66,8 +76,27 @@ export class Session {
     this.tokens = burst;
   }
 
+  get nick(): string {
+    return this._nick;
+  }
+
+  set nick(v: string) {
+    this._nick = v;
+    this.source_ = null;
+  }
+
+  get user(): string {
+    return this._user;
+  }
+
+  set user(v: string) {
+    this._user = v;
+    this.source_ = null;
+  }
+
+  /** `nick!user@host`, built once per nick */
   get source(): string {
-    return `${this.nick}!${this.user}@${this.host}`;
+    return (this.source_ ??= `${this._nick}!${this._user}@${this.host}`);
   }
 
   has(cap: number): boolean {
@@ -92,6 +121,19 @@ export class Session {
     }
   }
 
+  // Responder: without a label, a command's lines go straight out.
+  send(line: string): void {
+    this.write(line);
+  }
+
+  end(): void {}
+
+  markSingleBatch(): void {}
+
+  takeAsOnly(line: string): string {
+    return line;
+  }
+
   /** Sends what is queued; returns the bytes still buffered in the socket. */
   flush(): number {
     this.scheduled = false;
@@ -102,11 +144,18 @@ export class Session {
     return this.transport.bufferedBytes();
   }
 
-  /** Marks the session closed after flushing; the node does the cluster clean-up. */
-  hangUp(): void {
-    if (this.closed) return;
-    this.flush();
+  /**
+   * Marks the session closed and closes the transport: after flushing (graceful), or at once,
+   * dropping what is queued (a peer that does not read would otherwise pin it in memory).
+   */
+  hangUp(graceful = true): void {
+    if (this.closed) {
+      if (!graceful) this.transport.destroy();
+      return;
+    }
+    if (graceful) this.flush();
     this.closed = true;
-    this.transport.close();
+    if (graceful) this.transport.close();
+    else this.transport.destroy();
   }
 }

@@ -78,7 +78,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       serverName: node.serverName,
       uptimeSeconds: Math.round((Date.now() - node.startedAt) / 1000),
       connections: node.sessions.size,
-      users: node.nicks.size,
+      users: node.users.size,
       localRooms: node.rooms.size,
       messagesIn: node.stats.messagesIn,
       messagesStored: node.stats.stored,
@@ -175,6 +175,7 @@ function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMess
     },
     bufferedBytes: () => socket.writableLength + ws.bufferedAmount,
     close: () => ws.close(1000),
+    destroy: () => ws.terminate(),
   };
   const s = node.connect(transport);
   const limits = node.config.limits;

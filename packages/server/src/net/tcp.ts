@@ -17,7 +17,12 @@ export function createTcpServer(node: ChatNode): net.Server {
         if (sock.writable) sock.write(`${lines.join('\r\n')}\r\n`);
       },
       bufferedBytes: () => sock.writableLength,
-      close: () => sock.end(),
+      close: () => {
+        sock.end();
+      },
+      destroy: () => {
+        sock.destroy();
+      },
     };
     const s = node.connect(transport);
     const limits = node.config.limits;

@@ -1,0 +1,37 @@
+import type { MessageStore } from '../store/store.js';
+
+/** Why a message may not be written now. */
+export interface Refusal {
+  /** the standard-reply code (`RATE_LIMITED` ...) */
+  code: 'RATE_LIMITED';
+  /** when the sender may try again */
+  retryAfterMs: number;
+  text: string;
+}
+
+/**
+ * The seam of the message path where a write is admitted or refused before it reaches the store:
+ * "may this message be written now?". The chat core asks once per message, with the room key; a
+ * refusal is answered with a standard reply and counted, never dropped silently.
+ *
+ * Contract: `admit` must be cheap (it runs for every message); it may answer asynchronously
+ * (a cluster-wide quota taken for all of a tick's messages at once), and must not reject.
+ */
+export interface Admission {
+  admit(room: string): Refusal | null | Promise<Refusal | null>;
+}
+
+/**
+ * Overload protection: when the room's shard already has `limit()` messages of this instance
+ * waiting for their commit, a new message is refused with a retry hint rather than queued behind
+ * seconds of backlog.
+ */
+export class BacklogAdmission implements Admission {
+  private readonly refusal: Refusal = { code: 'RATE_LIMITED', retryAfterMs: 1000, text: 'Server busy: message not stored, retry in 1 second' };
+
+  constructor(private readonly store: Pick<MessageStore, 'backlog'>, private readonly limit: () => number) {}
+
+  admit(room: string): Refusal | null {
+    return this.store.backlog(room) < this.limit() ? null : this.refusal;
+  }
+}

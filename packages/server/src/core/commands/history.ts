@@ -1,0 +1,114 @@
+import { parseMsgid, parseServerTime, roomTag, type IrcMessage } from '@parley/protocol';
+import type { Selector, StoredMessage } from '../../store/store.js';
+import { Cap } from '../caps.js';
+import type { CommandContext, Handler } from '../context.js';
+import { dmRoom, isChannel, lower, otherNick, validChannel, validNick } from '../names.js';
+import { FAIL } from '../replies.js';
+import type { Responder } from '../reply.js';
+import { batchId } from '../reply.js';
+import { historyLine } from '../rooms.js';
+import type { Session } from '../session.js';
+
+const SUBCOMMANDS = new Set(['LATEST', 'BEFORE', 'AFTER', 'AROUND', 'BETWEEN']);
+/** Rows of history one flood-control token pays for. */
+export const HISTORY_ROWS_PER_TOKEN = 100;
+
+/** Flood-control cost of a CHATHISTORY line beyond its first token: by rows asked. */
+export function historyCost(msg: IrcMessage): number {
+  const sub = (msg.params[0] ?? '').toUpperCase();
+  const limit = Number(sub === 'TARGETS' ? msg.params[3] : msg.params[sub === 'BETWEEN' ? 4 : 3]);
+  return Number.isInteger(limit) && limit > 0 ? Math.floor(limit / HISTORY_ROWS_PER_TOKEN) : 0;
+}
+
+function parseSelector(room: string, v: string): Selector | null | 'bad' {
+  if (v === '*') return null;
+  if (v.startsWith('msgid=')) {
+    const m = parseMsgid(v.slice(6));
+    if (!m || m.tag !== roomTag(room)) return 'bad';
+    return { kind: 'seq', seq: m.seq };
+  }
+  if (v.startsWith('timestamp=')) {
+    const t = parseServerTime(v.slice(10));
+    return t === null ? 'bad' : { kind: 'time', time: t };
+  }
+  return 'bad';
+}
+
+/** CHATHISTORY (draft/chathistory). Non-blocking: answers its own failures. */
+export const chathistory: Handler = async (ctx, s, msg, r) => {
+  try {
+    await query(ctx, s, msg, r);
+  } catch (err) {
+    ctx.metrics.commandErrors.inc({ command: 'CHATHISTORY' });
+    ctx.log.warn({ err: (err as Error).message }, 'history query failed');
+    ctx.fail(r, 'CHATHISTORY', FAIL.MESSAGE_ERROR, [(msg.params[0] ?? '*').toUpperCase(), msg.params[1] ?? '*'], 'History could not be read, try again');
+  }
+};
+
+async function query(ctx: CommandContext, s: Session, msg: IrcMessage, r: Responder): Promise<void> {
+  const sub = (msg.params[0] ?? '').toUpperCase();
+  const max = ctx.config.limits.historyMax;
+  if (sub === 'TARGETS') return targets(ctx, s, msg, r, max);
+  if (!SUBCOMMANDS.has(sub)) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, [sub || '*'], 'Unknown CHATHISTORY subcommand');
+  const target = msg.params[1] ?? '';
+  if (!target) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, [sub], 'No target given');
+  const channel = isChannel(target);
+  const room = channel ? lower(target) : dmRoom(s.nick, target);
+  if (channel ? !validChannel(ctx.config.limits, target) : !validNick(ctx.config.limits, target)) {
+    return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_TARGET, [sub, target]);
+  }
+  // A channel's history is for its members (JOIN first, then fill the gap).
+  if (channel && !s.rooms.has(room)) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_TARGET, [sub, target], 'You are not on that channel');
+  const nsel = sub === 'BETWEEN' ? 2 : 1;
+  const limitArg = msg.params[2 + nsel];
+  const limit = Number(limitArg);
+  if (!Number.isInteger(limit) || limit < 1) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, [sub, limitArg ?? '*'], 'Invalid limit');
+  const n = Math.min(limit, max);
+  const sel1 = parseSelector(room, msg.params[2] ?? '');
+  const sel2 = nsel === 2 ? parseSelector(room, msg.params[3] ?? '') : null;
+  if (sel1 === 'bad' || sel2 === 'bad' || (sub !== 'LATEST' && sel1 === null) || (nsel === 2 && sel2 === null)) {
+    return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_MSGREFTYPE, [sub, target]);
+  }
+  const h = ctx.history;
+  let rows: StoredMessage[];
+  switch (sub) {
+    case 'LATEST': rows = await h.latest(room, sel1, n); break;
+    case 'BEFORE': rows = await h.before(room, sel1 as Selector, n); break;
+    case 'AFTER': rows = await h.after(room, sel1 as Selector, n); break;
+    case 'AROUND': rows = await h.around(room, sel1 as Selector, n); break;
+    default: rows = await h.between(room, sel1 as Selector, sel2 as Selector, n);
+  }
+  const id = batchId();
+  const batched = s.has(Cap.Batch);
+  if (batched) {
+    r.markSingleBatch();
+    r.send(`:${ctx.serverName} BATCH +${id} chathistory ${target}`);
+  }
+  const tag = roomTag(room);
+  for (const m of rows) {
+    const out = historyLine(room, m, tag);
+    r.send(batched ? out.lineWith(s.caps, `batch=${id}`) : out.lineFor(s.caps));
+  }
+  if (batched) r.send(`:${ctx.serverName} BATCH -${id}`);
+}
+
+async function targets(ctx: CommandContext, s: Session, msg: IrcMessage, r: Responder, max: number): Promise<void> {
+  const a = parseServerTime((msg.params[1] ?? '').replace(/^timestamp=/, ''));
+  const b = parseServerTime((msg.params[2] ?? '').replace(/^timestamp=/, ''));
+  const limit = Number(msg.params[3]);
+  if (a === null || b === null || !Number.isInteger(limit) || limit < 1) {
+    return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, ['TARGETS'], 'Expected: TARGETS timestamp=A timestamp=B limit');
+  }
+  const acts = await ctx.history.targets([...s.rooms.keys()], s.nickKey, Math.min(a, b), Math.max(a, b), Math.min(limit, max));
+  const id = batchId();
+  const batched = s.has(Cap.Batch);
+  if (batched) {
+    r.markSingleBatch();
+    r.send(`:${ctx.serverName} BATCH +${id} draft/chathistory-targets`);
+  }
+  for (const t of acts) {
+    const name = t.room.startsWith('dm:') ? otherNick(t.room, s.nickKey) : (s.rooms.get(t.room)?.name ?? t.target);
+    r.send(`${batched ? `@batch=${id} ` : ''}:${ctx.serverName} CHATHISTORY TARGETS ${name} ${new Date(t.latest).toISOString()}`);
+  }
+  if (batched) r.send(`:${ctx.serverName} BATCH -${id}`);
+}

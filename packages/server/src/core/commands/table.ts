@@ -1,0 +1,48 @@
+import type { CommandSpec, CommandTable, Handler } from '../context.js';
+import { join, kick, list, mode, names, part, topic } from './channels.js';
+import { chathistory, historyCost } from './history.js';
+import { privmsg } from './messages.js';
+import { away, ison, lusers, who, whois } from './queries.js';
+import { cap, motd, nick, pass, ping, pong, quit, user } from './registration.js';
+
+type Row = Partial<Omit<CommandSpec, 'handler'>>;
+
+function cmd(handler: Handler, row: Row = {}): CommandSpec {
+  return { handler, minParams: 0, preRegistration: false, blocking: true, ...row };
+}
+
+/**
+ * Every command the server knows, with what the dispatcher checks before the handler runs.
+ * Commands run one at a time per connection, in order (a PRIVMSG right after a JOIN sees the join
+ * done), except the non-blocking ones, which wait for the store without holding back the lines
+ * behind them; messages to one room still commit in the order they were sent.
+ */
+export const COMMANDS: CommandTable = new Map<string, CommandSpec>([
+  // registration and connection
+  ['CAP', cmd(cap, { preRegistration: true })],
+  ['PASS', cmd(pass, { preRegistration: true, minParams: 1 })],
+  ['NICK', cmd(nick, { preRegistration: true })],
+  ['USER', cmd(user, { preRegistration: true, minParams: 4 })],
+  ['PING', cmd(ping, { preRegistration: true, barrier: true })],
+  ['PONG', cmd(pong, { preRegistration: true })],
+  ['QUIT', cmd(quit, { preRegistration: true, barrier: true })],
+  ['MOTD', cmd(motd)],
+  // channels
+  ['JOIN', cmd(join, { minParams: 1 })],
+  ['PART', cmd(part, { minParams: 1 })],
+  ['TOPIC', cmd(topic, { minParams: 1 })],
+  ['NAMES', cmd(names)],
+  ['LIST', cmd(list)],
+  ['MODE', cmd(mode, { minParams: 1 })],
+  ['KICK', cmd(kick, { minParams: 2 })],
+  // messages and history
+  ['PRIVMSG', cmd(privmsg, { blocking: false })],
+  ['NOTICE', cmd(privmsg, { blocking: false })],
+  ['CHATHISTORY', cmd(chathistory, { blocking: false, extraCost: historyCost })],
+  // queries
+  ['WHO', cmd(who)],
+  ['WHOIS', cmd(whois)],
+  ['AWAY', cmd(away)],
+  ['ISON', cmd(ison)],
+  ['LUSERS', cmd(lusers)],
+]);

@@ -1,0 +1,150 @@
+import type { Logger } from 'pino';
+import type { ClusterState } from '../cluster/state.js';
+import type { Metrics } from '../metrics.js';
+import type { MessageStore } from '../store/store.js';
+import type { Admission, Refusal } from './admission.js';
+import type { ClusterBus } from './bus.js';
+import { topics, type DirectEnvelope } from './envelope.js';
+import { dmRoom, lower } from './names.js';
+import { ERR, FAIL, RPL, failLine, numericLine, type NumericSpec } from './replies.js';
+import type { Responder } from './reply.js';
+import { roomTag } from '@parley/protocol';
+import { storedLine, type NodeStats, type Rooms } from './rooms.js';
+import type { Session } from './session.js';
+import type { Users } from './users.js';
+
+export interface MessagingOptions {
+  serverName: string;
+  state: ClusterState;
+  store: Pick<MessageStore, 'append'>;
+  admission: Admission;
+  rooms: Rooms;
+  users: Users;
+  bus: ClusterBus;
+  metrics: Metrics;
+  log: Logger;
+  stats: NodeStats;
+}
+
+/** A PRIVMSG or NOTICE as the sender wrote it. */
+export interface Post {
+  command: 'PRIVMSG' | 'NOTICE';
+  target: string;
+  text: string;
+  /** serialised client-only tags ('' when none) and their parsed form for the store */
+  tagText: string;
+  tags: Record<string, string> | null;
+}
+
+/**
+ * The path of a message, in one place: who may send it here (channel rules), admission (the seam
+ * for QoS and shard isolation), the durable append, then local delivery and publication. A
+ * message is acknowledged (echo) and delivered only after its commit; one that is refused or
+ * cannot be stored gets a standard reply and reaches nobody. Never rejects.
+ */
+export class Messaging {
+  constructor(private readonly o: MessagingOptions) {}
+
+  async toChannel(s: Session, p: Post, r: Responder): Promise<void> {
+    const key = lower(p.target);
+    const room = s.rooms.get(key);
+    let display: string;
+    if (room) {
+      display = room.name;
+    } else {
+      // Not a member: allowed only into an existing channel without +n.
+      // NOTICE never gets automatic replies (RFC 2812 3.3.2).
+      let ch;
+      try {
+        ch = await this.o.state.channel(key);
+      } catch (err) {
+        return this.failed(s, p, r, err, FAIL.TEMPORARILY_UNAVAILABLE);
+      }
+      if (!ch) return this.refuse(s, p, r, ERR.NOSUCHCHANNEL, p.target);
+      if (ch.modes.includes('n')) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
+      display = ch.name;
+    }
+    if (!(await this.admitted(key, p, display, r))) return;
+    const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
+    let stored;
+    try {
+      stored = await this.o.store.append({ room: key, source: s.source, command: p.command, target: display, text: p.text, tags: p.tags });
+    } catch (err) {
+      return this.notStored(p, key, display, r, err);
+    }
+    this.o.metrics.messagesStored.inc();
+    this.o.stats.stored++;
+    const out = storedLine(key, room?.tag ?? roomTag(key), stored.seq, stored.time, rest, p.tagText);
+    // The echo is written by the room, in sequence order with everyone else's messages.
+    const echo = s.echo ? r.takeAsOnly(out.lineFor(s.caps)) : null;
+    this.o.rooms.committed(key, stored.seq, out, s, echo);
+  }
+
+  async toNick(s: Session, p: Post, r: Responder): Promise<void> {
+    const tkey = lower(p.target);
+    const local = this.o.users.get(tkey);
+    let remote = null;
+    if (!local) {
+      try {
+        remote = await this.o.state.getUser(p.target);
+      } catch (err) {
+        return this.failed(s, p, r, err, FAIL.TEMPORARILY_UNAVAILABLE);
+      }
+      if (!remote) return this.refuse(s, p, r, ERR.NOSUCHNICK, p.target);
+    }
+    const display = local?.nick ?? remote?.nick ?? p.target;
+    const room = dmRoom(s.nick, display);
+    if (!(await this.admitted(room, p, display, r))) return;
+    const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
+    let stored;
+    try {
+      stored = await this.o.store.append({ room, source: s.source, command: p.command, target: display, text: p.text, tags: p.tags });
+    } catch (err) {
+      return this.notStored(p, room, display, r, err);
+    }
+    this.o.metrics.messagesStored.inc();
+    this.o.stats.stored++;
+    const out = storedLine(room, roomTag(room), stored.seq, stored.time, rest, p.tagText);
+    if (s.echo) r.send(out.lineFor(s.caps));
+    const away = local ? local.away : remote?.away ?? null;
+    if (away !== null && p.command === 'PRIVMSG') r.send(numericLine(this.o.serverName, s.nick, RPL.AWAY, [display, away]));
+    const recipient = this.o.users.get(tkey);
+    if (recipient) {
+      if (recipient !== s) {
+        recipient.write(out.lineFor(recipient.caps));
+        this.o.rooms.countDeliveries(1);
+      }
+      return;
+    }
+    const env: DirectEnvelope = { k: 'd', o: '', to: tkey, t: out.time, ms: out.timeMs, i: out.msgid, g: out.clientTags, l: out.rest };
+    this.o.bus.publish(topics.nick(tkey), env);
+  }
+
+  /** The admission step; answers the refusal itself. */
+  private async admitted(room: string, p: Post, display: string, r: Responder): Promise<boolean> {
+    let refusal: Refusal | null | Promise<Refusal | null> = this.o.admission.admit(room);
+    if (refusal !== null && 'then' in refusal) refusal = await refusal;
+    if (refusal === null) return true;
+    this.o.metrics.messagesRefused.inc({ code: refusal.code });
+    const seconds = String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)));
+    r.send(failLine(this.o.serverName, p.command, FAIL[refusal.code], [display, seconds], refusal.text));
+    return false;
+  }
+
+  private notStored(p: Post, room: string, display: string, r: Responder, err: unknown): void {
+    this.o.metrics.messagesFailed.inc();
+    this.o.log.error({ err: (err as Error).message, room }, 'message could not be stored');
+    r.send(failLine(this.o.serverName, p.command, FAIL.MESSAGE_ERROR, [display]));
+  }
+
+  /** A numeric refusal; NOTICE never gets one. */
+  private refuse(s: Session, p: Post, r: Responder, spec: NumericSpec, target: string): void {
+    if (p.command !== 'NOTICE') r.send(numericLine(this.o.serverName, s.nick, spec, [target]));
+  }
+
+  private failed(s: Session, p: Post, r: Responder, err: unknown, spec: typeof FAIL.TEMPORARILY_UNAVAILABLE): void {
+    this.o.metrics.commandErrors.inc({ command: p.command });
+    this.o.log.warn({ err: (err as Error).message, nick: s.nick }, 'cluster state unavailable for a message');
+    r.send(failLine(this.o.serverName, p.command, spec, [p.target]));
+  }
+}

@@ -1,0 +1,130 @@
+import { N } from '@parley/protocol';
+
+/**
+ * The catalogue of every reply the server sends: numerics with their fixed texts, and the codes of
+ * standard replies (`FAIL`). Handlers name an entry, never a code or a text, so a reply is worded
+ * in one place; test/unit/docs.test.ts keeps this catalogue and docs/irc.md in step both ways.
+ */
+
+export interface NumericSpec {
+  readonly name: keyof typeof N;
+  readonly code: string;
+  /** the fixed trailing text; null when the last parameter is data given by the caller */
+  readonly text: string | null;
+}
+
+function num(name: keyof typeof N, text: string | null): NumericSpec {
+  return { name, code: N[name], text };
+}
+
+export const RPL = {
+  WELCOME: num('RPL_WELCOME', null),
+  YOURHOST: num('RPL_YOURHOST', null),
+  CREATED: num('RPL_CREATED', null),
+  MYINFO: num('RPL_MYINFO', null),
+  ISUPPORT: num('RPL_ISUPPORT', 'are supported by this server'),
+  UMODEIS: num('RPL_UMODEIS', null),
+  LUSERCLIENT: num('RPL_LUSERCLIENT', null),
+  AWAY: num('RPL_AWAY', null),
+  ISON: num('RPL_ISON', null),
+  UNAWAY: num('RPL_UNAWAY', 'You are no longer marked as being away'),
+  NOWAWAY: num('RPL_NOWAWAY', 'You have been marked as being away'),
+  WHOISUSER: num('RPL_WHOISUSER', null),
+  WHOISSERVER: num('RPL_WHOISSERVER', 'Parley'),
+  ENDOFWHO: num('RPL_ENDOFWHO', 'End of /WHO list.'),
+  WHOISIDLE: num('RPL_WHOISIDLE', 'seconds idle, signon time'),
+  ENDOFWHOIS: num('RPL_ENDOFWHOIS', 'End of /WHOIS list.'),
+  WHOISCHANNELS: num('RPL_WHOISCHANNELS', null),
+  LISTSTART: num('RPL_LISTSTART', 'Users  Name'),
+  LIST: num('RPL_LIST', null),
+  LISTEND: num('RPL_LISTEND', 'End of /LIST'),
+  CHANNELMODEIS: num('RPL_CHANNELMODEIS', null),
+  CREATIONTIME: num('RPL_CREATIONTIME', null),
+  NOTOPIC: num('RPL_NOTOPIC', 'No topic is set'),
+  TOPIC: num('RPL_TOPIC', null),
+  TOPICWHOTIME: num('RPL_TOPICWHOTIME', null),
+  WHOREPLY: num('RPL_WHOREPLY', null),
+  NAMREPLY: num('RPL_NAMREPLY', null),
+  ENDOFNAMES: num('RPL_ENDOFNAMES', 'End of /NAMES list.'),
+  ENDOFBANLIST: num('RPL_ENDOFBANLIST', 'End of channel ban list'),
+  MOTD: num('RPL_MOTD', null),
+  MOTDSTART: num('RPL_MOTDSTART', null),
+  ENDOFMOTD: num('RPL_ENDOFMOTD', 'End of /MOTD command.'),
+} as const;
+
+export const ERR = {
+  NOSUCHNICK: num('ERR_NOSUCHNICK', 'No such nick/channel'),
+  NOSUCHCHANNEL: num('ERR_NOSUCHCHANNEL', 'No such channel'),
+  CANNOTSENDTOCHAN: num('ERR_CANNOTSENDTOCHAN', 'Cannot send to channel'),
+  TOOMANYCHANNELS: num('ERR_TOOMANYCHANNELS', 'You have joined too many channels'),
+  TOOMANYTARGETS: num('ERR_TOOMANYTARGETS', 'Too many targets, send to one at a time'),
+  NOORIGIN: num('ERR_NOORIGIN', 'No origin specified'),
+  INVALIDCAPCMD: num('ERR_INVALIDCAPCMD', 'Invalid CAP command'),
+  /** the text names the command: `No recipient given (PRIVMSG)` */
+  NORECIPIENT: num('ERR_NORECIPIENT', null),
+  NOTEXTTOSEND: num('ERR_NOTEXTTOSEND', 'No text to send'),
+  INPUTTOOLONG: num('ERR_INPUTTOOLONG', 'Input line was too long'),
+  UNKNOWNCOMMAND: num('ERR_UNKNOWNCOMMAND', 'Unknown command'),
+  NOMOTD: num('ERR_NOMOTD', 'MOTD File is missing'),
+  NONICKNAMEGIVEN: num('ERR_NONICKNAMEGIVEN', 'No nickname given'),
+  ERRONEUSNICKNAME: num('ERR_ERRONEUSNICKNAME', 'Erroneous nickname'),
+  NICKNAMEINUSE: num('ERR_NICKNAMEINUSE', 'Nickname is already in use'),
+  USERNOTINCHANNEL: num('ERR_USERNOTINCHANNEL', "They aren't on that channel"),
+  NOTONCHANNEL: num('ERR_NOTONCHANNEL', "You're not on that channel"),
+  NOTREGISTERED: num('ERR_NOTREGISTERED', 'You have not registered'),
+  NEEDMOREPARAMS: num('ERR_NEEDMOREPARAMS', 'Not enough parameters'),
+  ALREADYREGISTERED: num('ERR_ALREADYREGISTERED', 'You may not reregister'),
+  PASSWDMISMATCH: num('ERR_PASSWDMISMATCH', 'Password incorrect'),
+  UNKNOWNMODE: num('ERR_UNKNOWNMODE', 'is unknown mode char to me'),
+  CHANOPRIVSNEEDED: num('ERR_CHANOPRIVSNEEDED', "You're not channel operator"),
+  UMODEUNKNOWNFLAG: num('ERR_UMODEUNKNOWNFLAG', 'Unknown MODE flag'),
+  USERSDONTMATCH: num('ERR_USERSDONTMATCH', "Can't change mode for other users"),
+} as const;
+
+/** Every numeric the server can send. */
+export const NUMERICS: readonly NumericSpec[] = [...Object.values(RPL), ...Object.values(ERR)];
+
+/** A standard reply code with its default text (callers may give a more precise one). */
+export interface FailSpec {
+  readonly code: string;
+  readonly text: string;
+}
+
+function fail(code: string, text: string): FailSpec {
+  return { code, text };
+}
+
+export const FAIL = {
+  INVALID_UTF8: fail('INVALID_UTF8', 'Message rejected, your message contained invalid UTF-8'),
+  INVALID_MESSAGE: fail('INVALID_MESSAGE', 'Malformed line'),
+  INTERNAL_ERROR: fail('INTERNAL_ERROR', 'Could not process the command, try again'),
+  /** a cluster service this command needs (Redis) is unreachable right now */
+  TEMPORARILY_UNAVAILABLE: fail('TEMPORARILY_UNAVAILABLE', 'The cluster is briefly unavailable, try again'),
+  MESSAGE_ERROR: fail('MESSAGE_ERROR', 'Message could not be stored, it was not delivered; try again'),
+  RATE_LIMITED: fail('RATE_LIMITED', 'Server busy: message not stored, retry later'),
+  INVALID_PARAMS: fail('INVALID_PARAMS', 'Invalid parameters'),
+  INVALID_TARGET: fail('INVALID_TARGET', 'Invalid target'),
+  INVALID_MSGREFTYPE: fail('INVALID_MSGREFTYPE', 'Invalid message reference'),
+} as const;
+
+export const FAIL_CODES: readonly FailSpec[] = Object.values(FAIL);
+
+/** `:server CODE nick p1 p2 :last`, where `last` is the spec's text or, without one, the last param. */
+export function numericLine(server: string, nick: string, spec: NumericSpec, params: readonly string[]): string {
+  let line = `:${server} ${spec.code} ${nick}`;
+  if (spec.text !== null) {
+    for (const p of params) line += ` ${p}`;
+    return `${line} :${spec.text}`;
+  }
+  const last = params.length - 1;
+  for (let i = 0; i < last; i++) line += ` ${params[i]}`;
+  if (last >= 0) line += ` :${params[last]}`;
+  return line;
+}
+
+/** `:server FAIL COMMAND CODE context... :text` */
+export function failLine(server: string, command: string, spec: FailSpec, context: readonly string[], text?: string): string {
+  let line = `:${server} FAIL ${command} ${spec.code}`;
+  for (const c of context) line += ` ${c}`;
+  return `${line} :${text ?? spec.text}`;
+}

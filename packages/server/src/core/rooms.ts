@@ -1,0 +1,209 @@
+import type { Logger } from 'pino';
+import { eventMsgid, formatServerTime, roomTag, serializeTags } from '@parley/protocol';
+import type { Metrics } from '../metrics.js';
+import type { MessageStore, StoredMessage } from '../store/store.js';
+import type { ClusterBus } from './bus.js';
+import { topics, type ChannelEventEnvelope, type RoomMessageEnvelope } from './envelope.js';
+import { Outgoing } from './outgoing.js';
+import { LocalRoom, type RoomEvents } from './room.js';
+import type { Session } from './session.js';
+
+/** Counters the HTTP API shows for this instance. */
+export interface NodeStats {
+  messagesIn: number;
+  deliveries: number;
+  stored: number;
+}
+
+export interface RoomsOptions {
+  bus: ClusterBus;
+  store: Pick<MessageStore, 'counts' | 'after'>;
+  metrics: Metrics;
+  log: Logger;
+  stats: NodeStats;
+}
+
+/** Rows one gap fill or catch-up reads from the store at most, per room. */
+const FILL_PAGE = 1000;
+const CATCH_UP_PAGES = 5;
+
+/** Builds the shared line of a stored message. */
+export function storedLine(room: string, tag: string, seq: number, time: number, rest: string, clientTags: string): Outgoing {
+  return new Outgoing(rest, time, formatServerTime(time), `${tag}-${seq}`, clientTags);
+}
+
+/** The shared line of a message read back from the store. */
+export function historyLine(room: string, m: StoredMessage, tag = roomTag(room)): Outgoing {
+  return storedLine(room, tag, m.seq, m.time, `:${m.source} ${m.command} ${m.target} :${m.text}`, m.tags ? serializeTags(m.tags) : '');
+}
+
+/** A line with a fresh time and msgid, for an event that is not stored (JOIN, QUIT, ...). */
+export function eventLine(rest: string): Outgoing {
+  const now = Date.now();
+  return new Outgoing(rest, now, formatServerTime(now), eventMsgid(), '');
+}
+
+/**
+ * This instance's channels: which ones have local members (each subscribed on the bus while it
+ * has any), delivery of stored messages in order to local members, and channel events. A room
+ * that misses sequence numbers (a lost publish, a dead publisher, a broker outage) fills them
+ * from the store, so every local member gets every stored message once, in order.
+ */
+export class Rooms implements RoomEvents {
+  private readonly map = new Map<string, LocalRoom>();
+  private readonly filling = new Set<LocalRoom>();
+
+  constructor(private readonly o: RoomsOptions) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): LocalRoom | undefined {
+    return this.map.get(key);
+  }
+
+  values(): IterableIterator<LocalRoom> {
+    return this.map.values();
+  }
+
+  /** The local room, subscribed to its topic; created on the first local member. */
+  async open(key: string, name: string): Promise<LocalRoom> {
+    const existing = this.map.get(key);
+    if (existing) {
+      await existing.ready;
+      return existing;
+    }
+    const room = new LocalRoom(key, name, this);
+    room.tag = roomTag(key);
+    this.map.set(key, room);
+    this.o.metrics.localRooms.inc();
+    room.ready = (async () => {
+      await this.o.bus.acquire(topics.room(key));
+      // Subscribed first, then read where the sequence stands, so no message falls in between.
+      try {
+        const [count] = await this.o.store.counts([key]);
+        room.startAt(count?.messages ?? 0);
+      } catch (err) {
+        this.o.bus.release(topics.room(key));
+        throw err;
+      }
+    })();
+    try {
+      await room.ready;
+    } catch (err) {
+      if (this.map.get(key) === room) this.remove(room, false);
+      throw err;
+    }
+    return room;
+  }
+
+  /** `s` leaves the local room; the room closes with its last local member. */
+  leave(room: LocalRoom, s: Session): void {
+    room.members.delete(s);
+    s.rooms.delete(room.key);
+    if (room.members.size === 0 && this.map.get(room.key) === room) this.remove(room, true);
+  }
+
+  private remove(room: LocalRoom, subscribed: boolean): void {
+    this.map.delete(room.key);
+    this.o.metrics.localRooms.dec();
+    room.dispose();
+    if (subscribed) this.o.bus.release(topics.room(room.key));
+  }
+
+  /** A message this instance committed: deliver to local members in order, publish to the others. */
+  committed(room: string, seq: number, out: Outgoing, sender: Session, echo: string | null): void {
+    const local = this.map.get(room);
+    if (local) {
+      local.accept(seq, out, sender, echo);
+      this.observeFanout(out);
+    } else if (echo !== null) {
+      sender.write(echo);
+    }
+    const env: RoomMessageEnvelope = { k: 'm', o: '', r: room, q: seq, t: out.time, ms: out.timeMs, i: out.msgid, g: out.clientTags, l: out.rest };
+    this.o.bus.publishToPeers(topics.room(room), env);
+  }
+
+  /** A channel event: to local members (except `exclude`) and to the other instances. */
+  event(room: string, out: Outgoing, exclude: Session | null, leave?: string): void {
+    this.map.get(room)?.broadcast(out, exclude);
+    const env: ChannelEventEnvelope = { k: 'e', o: '', r: room, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
+    if (leave) env.leave = leave;
+    this.o.bus.publish(topics.room(room), env);
+  }
+
+  /** A stored message another instance committed. */
+  remoteMessage(env: RoomMessageEnvelope): void {
+    const room = this.map.get(env.r);
+    if (!room) return;
+    const out = new Outgoing(env.l, env.ms, env.t, env.i, env.g);
+    room.accept(env.q, out, null, null);
+    this.observeFanout(out);
+  }
+
+  /** A channel event from another instance; returns the local room it concerned, if any. */
+  remoteEvent(env: ChannelEventEnvelope): LocalRoom | undefined {
+    const room = this.map.get(env.r);
+    room?.broadcast(new Outgoing(env.l, env.ms, env.t, env.i, ''), null);
+    return room;
+  }
+
+  highestSeq(key: string): number {
+    return this.map.get(key)?.highestSeq ?? -1;
+  }
+
+  /** Another instance has seen `seq`: fetch what this instance has not delivered below it. */
+  catchUpTo(key: string, seq: number): void {
+    const room = this.map.get(key);
+    if (room && seq > room.deliveredSeq && room.deliveredSeq >= 0) this.catchUp(room, seq);
+  }
+
+  /** After a broker outage: every room reads what it missed from the store. */
+  catchUpAll(): void {
+    for (const room of this.map.values()) this.catchUp(room, Infinity);
+  }
+
+  private catchUp(room: LocalRoom, upTo: number): void {
+    if (this.filling.has(room)) return;
+    this.filling.add(room);
+    this.fill(room, room.deliveredSeq, upTo, CATCH_UP_PAGES)
+      .catch((err: Error) => this.o.log.warn({ err: err.message, room: room.key }, 'catching up from the store failed'))
+      .finally(() => this.filling.delete(room));
+  }
+
+  /** Reads messages after `after` (up to `upTo`, at most `pages` pages) into the room. */
+  private async fill(room: LocalRoom, after: number, upTo: number, pages: number): Promise<void> {
+    for (let page = 0; page < pages && after < upTo && room.deliveredSeq >= 0; page++) {
+      const want = Math.min(FILL_PAGE, upTo - after);
+      const rows = await this.o.store.after(room.key, { kind: 'seq', seq: after }, want);
+      for (const m of rows) {
+        if (m.seq > room.deliveredSeq) this.o.metrics.gapFills.inc();
+        room.accept(m.seq, historyLine(room.key, m, room.tag), null, null);
+        after = m.seq;
+      }
+      if (rows.length < want) return;
+    }
+  }
+
+  // RoomEvents
+
+  delivered(_out: Outgoing, n: number): void {
+    this.countDeliveries(n);
+  }
+
+  countDeliveries(n: number): void {
+    this.o.stats.deliveries += n;
+    this.o.metrics.deliveries.inc(n);
+  }
+
+  gap(room: LocalRoom, from: number, to: number): void {
+    this.fill(room, from - 1, to, 1)
+      .catch((err: Error) => this.o.log.warn({ err: err.message, room: room.key }, 'filling a gap from the store failed'))
+      .finally(() => room.release());
+  }
+
+  private observeFanout(out: Outgoing): void {
+    this.o.metrics.fanoutLatency.observe(Math.max(0, Date.now() - out.timeMs) / 1000);
+  }
+}

@@ -1,0 +1,279 @@
+import type { Logger } from 'pino';
+import type { ClusterConfig } from '../config.js';
+import type { ClusterState } from '../cluster/state.js';
+import type { Metrics } from '../metrics.js';
+import type { ClusterBus } from './bus.js';
+import { topics, type DirectEnvelope, type UserEventEnvelope } from './envelope.js';
+import { lower } from './names.js';
+import { Outgoing } from './outgoing.js';
+import { eventLine, type Rooms } from './rooms.js';
+import type { Session } from './session.js';
+
+export interface UsersOptions {
+  instanceId: string;
+  serverName: string;
+  state: ClusterState;
+  bus: ClusterBus;
+  rooms: Rooms;
+  metrics: Metrics;
+  log: Logger;
+  config: () => ClusterConfig;
+}
+
+/**
+ * The users of this instance and their place in the cluster: nick claims and renames (with the
+ * nick's bus topic, subscribed before the nick is visible so no direct message is missed),
+ * QUIT/NICK announcements, and the clean-ups — after a disconnect, after another instance died,
+ * after this one was cut off.
+ *
+ * Ordering rule: a session's clean-up runs after the blocking command it has in flight (a NICK,
+ * a JOIN), so a nick changed while the connection drops is released under its new name; and each
+ * claim is released exactly once (`Session.claimed`). A periodic reconcile releases nicks that
+ * the cluster still lists for this instance but no session holds.
+ */
+export class Users {
+  /** registered, connected users by lower-case nick */
+  private readonly byNick = new Map<string, Session>();
+  /** every session whose nick the cluster state holds (registered or still cleaning up) */
+  private readonly claims = new Map<string, Session>();
+  private readonly releasing = new Set<Promise<void>>();
+
+  constructor(private readonly o: UsersOptions) {}
+
+  get size(): number {
+    return this.byNick.size;
+  }
+
+  get(nickKey: string): Session | undefined {
+    return this.byNick.get(nickKey);
+  }
+
+  values(): IterableIterator<Session> {
+    return this.byNick.values();
+  }
+
+  /** Claims `s.nick` cluster-wide and makes `s` a registered user; false when the nick is taken. */
+  async claim(s: Session): Promise<boolean> {
+    const key = lower(s.nick);
+    if (this.claims.has(key)) return false;
+    const topic = topics.nick(key);
+    await this.o.bus.acquire(topic);
+    let ok: boolean;
+    try {
+      ok = await this.o.state.claimNick({
+        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.o.instanceId,
+        server: this.o.serverName, away: null, signon: Date.now(),
+      });
+    } catch (err) {
+      this.o.bus.release(topic);
+      throw err;
+    }
+    if (!ok) {
+      this.o.bus.release(topic);
+      return false;
+    }
+    s.claimed = true;
+    s.nickKey = key;
+    this.claims.set(key, s);
+    // Closed meanwhile: the disconnect clean-up, queued behind this command, releases the claim.
+    if (s.closed) return true;
+    s.registered = true;
+    this.byNick.set(key, s);
+    this.o.metrics.users.inc();
+    return true;
+  }
+
+  /** NICK of a registered user; false when the new nick is taken. */
+  async rename(s: Session, wanted: string): Promise<boolean> {
+    const oldKey = s.nickKey;
+    const newKey = lower(wanted);
+    const oldSource = s.source;
+    const moves = newKey !== oldKey;
+    if (moves) {
+      if (this.claims.has(newKey)) return false;
+      await this.o.bus.acquire(topics.nick(newKey));
+    }
+    let res;
+    try {
+      res = await this.o.state.changeNick(s.nick, wanted, this.o.instanceId);
+    } catch (err) {
+      if (moves) this.o.bus.release(topics.nick(newKey));
+      throw err;
+    }
+    if (res.kind === 'taken') {
+      if (moves) this.o.bus.release(topics.nick(newKey));
+      return false;
+    }
+    if (moves) {
+      this.o.bus.release(topics.nick(oldKey));
+      if (this.claims.get(oldKey) === s) this.claims.delete(oldKey);
+      this.claims.set(newKey, s);
+      if (this.byNick.get(oldKey) === s) {
+        this.byNick.delete(oldKey);
+        this.byNick.set(newKey, s);
+      }
+    }
+    s.nick = wanted;
+    s.nickKey = newKey;
+    this.announce(res.channels, `:${oldSource} NICK ${wanted}`, s);
+    return true;
+  }
+
+  /** The connection is gone: leave the local rooms now, release the nick after the command in flight. */
+  disconnected(s: Session, reason: string): void {
+    if (s.registered && this.byNick.get(s.nickKey) === s) {
+      this.byNick.delete(s.nickKey);
+      this.o.metrics.users.dec();
+    }
+    for (const room of [...s.rooms.values()]) this.o.rooms.leave(room, s);
+    const before = s.current ?? Promise.resolve();
+    const p = before
+      .then(() => this.releaseClaim(s, reason))
+      .catch((err: Error) => this.o.log.warn({ err: err.message, nick: s.nick }, 'releasing a user failed; the reconcile will'))
+      .finally(() => this.releasing.delete(p));
+    this.releasing.add(p);
+  }
+
+  private async releaseClaim(s: Session, reason: string): Promise<void> {
+    if (!s.claimed) return;
+    s.claimed = false;
+    const key = s.nickKey;
+    if (this.claims.get(key) === s) this.claims.delete(key);
+    this.o.bus.release(topics.nick(key));
+    const rooms = await this.o.state.releaseUser(key, this.o.instanceId);
+    this.announce(rooms, `:${s.source} QUIT :${reason}`);
+  }
+
+  /** Resolves once every clean-up started so far is done. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.releasing]);
+  }
+
+  // ---- announcements -----------------------------------------------------------------------
+
+  /** QUIT or NICK: to every local session that shares a room (and `self`), and to the cluster. */
+  announce(roomKeys: string[], rest: string, self?: Session): void {
+    const out = eventLine(rest);
+    this.deliverUserEvent(roomKeys, out, self);
+    const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
+    this.o.bus.publish(topics.all, env);
+  }
+
+  remoteUserEvent(env: UserEventEnvelope): void {
+    this.deliverUserEvent(env.rooms, new Outgoing(env.l, env.ms, env.t, env.i, ''));
+  }
+
+  /** A direct message another instance stored for a local user. */
+  remoteDirect(env: DirectEnvelope): void {
+    const s = this.byNick.get(env.to);
+    if (!s) return;
+    s.write(new Outgoing(env.l, env.ms, env.t, env.i, env.g).lineFor(s.caps));
+    this.o.rooms.countDeliveries(1);
+  }
+
+  private deliverUserEvent(roomKeys: string[], out: Outgoing, self?: Session): void {
+    const seen = new Set<Session>();
+    if (self && !self.closed) {
+      seen.add(self);
+      self.write(out.lineFor(self.caps));
+    }
+    for (const key of roomKeys) {
+      const room = this.o.rooms.get(key);
+      if (!room) continue;
+      for (const m of room.members) {
+        if (seen.has(m)) continue;
+        seen.add(m);
+        m.write(out.lineFor(m.caps));
+      }
+    }
+  }
+
+  // ---- cluster membership ------------------------------------------------------------------
+
+  /**
+   * Another instance is gone (its lease expired or it stopped without cleaning up). One instance
+   * wins the right to clean up: its users leave their channels with a QUIT everyone sees.
+   */
+  async reapInstance(inst: string): Promise<void> {
+    if (inst === this.o.instanceId) return;
+    this.o.bus.forgetInstance(inst);
+    if (!(await this.o.state.claimReap(inst))) return;
+    await this.releaseInstanceUsers(inst);
+  }
+
+  /** At start: users a previous process with this same instance id left behind are not connected. */
+  async recoverOwnId(): Promise<void> {
+    await this.releaseInstanceUsers(this.o.instanceId);
+  }
+
+  private async releaseInstanceUsers(inst: string): Promise<void> {
+    const nicks = await this.o.state.instanceUsers(inst);
+    this.o.log.info({ instance: inst, users: nicks.length }, 'cleaning up after a lost instance');
+    for (const nick of nicks) await this.releaseNick(nick, inst, '*.net *.split');
+    await this.o.state.forgetInstance(inst);
+  }
+
+  private async releaseNick(nick: string, inst: string, reason: string): Promise<void> {
+    const u = await this.o.state.getUser(nick);
+    const rooms = await this.o.state.releaseUser(nick, inst);
+    if (u) this.announce(rooms, `:${u.nick}!${u.user}@${u.host} QUIT :${reason}`);
+  }
+
+  /**
+   * Nicks the cluster state lists for this instance that no session holds (a clean-up that failed
+   * while Redis was away, a race): released with a QUIT.
+   */
+  async reconcile(): Promise<number> {
+    const held = await this.o.state.instanceUsers(this.o.instanceId);
+    let released = 0;
+    for (const nick of held) {
+      if (this.claims.has(nick)) continue;
+      const u = await this.o.state.getUser(nick);
+      // A claim or rename may have completed while we read: look again after the round trip.
+      if (this.claims.has(nick) || !u || u.inst !== this.o.instanceId) continue;
+      const rooms = await this.o.state.releaseUser(nick, this.o.instanceId);
+      this.announce(rooms, `:${u.nick}!${u.user}@${u.host} QUIT :Connection closed`);
+      released++;
+    }
+    if (released) this.o.log.warn({ released }, 'released nicks no session of this instance held');
+    return released;
+  }
+
+  /**
+   * After this instance lost its lease (the others may have released its users) or Redis came
+   * back (it may have lost its data): puts every local user back into the cluster state; one
+   * whose nick was taken meanwhile is dropped with `drop`.
+   */
+  async reassert(drop: (s: Session) => void): Promise<void> {
+    // A clean-up of this instance still running would release what is put back now: let it finish.
+    for (let i = 0; i < 100 && (await this.o.state.reapInProgress(this.o.instanceId)); i++) await new Promise((r) => setTimeout(r, 100));
+    await this.o.state.addInstance(this.o.instanceId);
+    const max = this.o.config().limits.channelsPerUser;
+    for (const s of [...this.byNick.values()]) {
+      if (s.closed) continue;
+      if (!(await this.reclaimNick(s))) {
+        drop(s);
+        continue;
+      }
+      for (const room of s.rooms.values()) await this.o.state.join(room.key, room.name, s.nick, max);
+    }
+  }
+
+  /**
+   * Claims a local user's nick again. A reaper may be releasing it at the same moment (the claim
+   * finds it still held, then it is gone), so a vanished holder means: try again.
+   */
+  private async reclaimNick(s: Session): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claimed = await this.o.state.claimNick({
+        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.o.instanceId,
+        server: this.o.serverName, away: s.away, signon: s.connectedAt,
+      });
+      if (claimed) return true;
+      const holder = await this.o.state.getUser(s.nick);
+      if (holder?.inst === this.o.instanceId) return true;
+      if (holder) return false;
+    }
+    return false;
+  }
+}
