@@ -212,6 +212,28 @@ describe('RedisBroker on real Redis, beyond the contract', () => {
     }
   });
 
+  it('a frozen Redis: cluster state calls reject after the command timeout', { timeout: 20_000 }, async () => {
+    const own = await OwnRedis.start();
+    const s = new RedisClusterState(own.url, uniqueName('frozen'), silent, { commandTimeoutMs: 300 });
+    try {
+      await s.start();
+      process.kill(own.pid, 'SIGSTOP');
+      try {
+        const t0 = performance.now();
+        await assert.rejects(s.claimNick({ nick: 'Zoe', user: 'z', host: 'h', realname: 'Z', inst: 'i1', server: 's', away: null, signon: 1 }), /timed out/i);
+        await assert.rejects(s.members('#x'), /timed out/i);
+        const ms = performance.now() - t0;
+        assert.ok(ms < 1500, `rejected after ${ms.toFixed(0)} ms`);
+      } finally {
+        process.kill(own.pid, 'SIGCONT');
+      }
+      assert.deepEqual(await s.members('#x'), []);
+    } finally {
+      await s.close();
+      await own.stop();
+    }
+  });
+
   it('close while Redis is away returns at once and leaves nothing reconnecting', { timeout: 20_000 }, async () => {
     const own = await OwnRedis.start();
     const r = new Recorder();

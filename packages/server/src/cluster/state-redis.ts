@@ -177,8 +177,19 @@ export class RedisClusterState implements ClusterState {
   private readonly shas = new Map<ScriptName, string>();
   private started = false;
 
-  constructor(url: string, private readonly prefix: string, private readonly log: Logger) {
-    this.redis = new Redis(url, { enableAutoPipelining: true, lazyConnect: true, maxRetriesPerRequest: 3, connectionName: 'parley-state' });
+  /**
+   * `commandTimeoutMs` (default 5000) fails a call that Redis does not answer although the
+   * connection stays open (a frozen process); a Redis that is gone fails calls after ~3 quick
+   * reconnection attempts (`maxRetriesPerRequest`), a short grace for a blip.
+   */
+  constructor(url: string, private readonly prefix: string, private readonly log: Logger, opts: { commandTimeoutMs?: number } = {}) {
+    this.redis = new Redis(url, {
+      enableAutoPipelining: true,
+      lazyConnect: true,
+      maxRetriesPerRequest: 3,
+      commandTimeout: opts.commandTimeoutMs ?? 5000,
+      connectionName: 'parley-state',
+    });
     this.redis.on('error', (err: Error) => this.log.warn({ err: err.message }, 'redis state connection error'));
   }
 
