@@ -120,6 +120,7 @@ export class MemoryBroker implements Broker {
     if (this.closed) throw new BrokerDownError('broker closed');
     if (this.started) return;
     await Promise.resolve();
+    if (this.closed) throw new BrokerDownError('broker closed');
     if (this.hub.down) throw new BrokerDownError('cannot reach the bus: it is down');
     this.started = true;
     this.hub.attach(this);

@@ -46,6 +46,7 @@ export class RedisBroker implements Broker {
   /** bumped whenever the subscriber connection closes, so a resubscription that outlived it is ignored */
   private subEpoch = 0;
   private isUp = false;
+  private starting: Promise<void> | null = null;
   private readonly lastError = { pub: '', sub: '' };
 
   constructor(
@@ -112,15 +113,21 @@ export class RedisBroker implements Broker {
     return this.isUp;
   }
 
-  async start(): Promise<void> {
-    if (this.phase === 'started') return;
-    if (this.phase === 'closed') throw new BrokerDownError('broker closed');
-    if (this.phase === 'starting') throw new Error('RedisBroker.start called while starting');
+  start(): Promise<void> {
+    if (this.phase === 'started') return Promise.resolve();
+    if (this.phase === 'closed') return Promise.reject(new BrokerDownError('broker closed'));
+    this.starting ??= this.connect().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  private async connect(): Promise<void> {
     this.phase = 'starting';
     try {
       await Promise.all([this.pub.connect(), this.sub.connect()]);
     } catch (err) {
-      this.phase = 'idle';
+      if (this.phase === 'starting') this.phase = 'idle';
       // connect() rejects on the first failure but ioredis would go on reconnecting: stop it.
       this.pub.disconnect();
       this.sub.disconnect();

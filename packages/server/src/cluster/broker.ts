@@ -1,6 +1,7 @@
 /**
- * Receives what the bus delivers. The broker calls it from its own I/O callbacks: a handler must
- * not throw (a broker logs and drops what a handler throws, it never lets it escape).
+ * Receives what the bus delivers. The broker calls it from its own I/O callbacks, so a handler
+ * must not throw: RedisBroker logs and drops what one throws; MemoryBroker rethrows it, after
+ * delivering to the others, as an uncaught exception, so that a unit test sees the bug.
  */
 export interface BrokerHandler {
   /** a payload arrived on a subscribed topic (from any publisher, this one included if subscribed) */
