@@ -10,13 +10,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Etcd3 } from 'etcd3';
 import { parseMsgid, type IrcMessage } from '@parley/protocol';
 import { IrcClient, IrcClientError } from '@parley/client';
-import { freePort, pidAlive, readStatus, sameProcess, statePaths } from '@parley/agent';
+import { etcdKeys, parseInstanceRecord, withTimeout, type InstanceRecord } from '@parley/contracts';
+import { freePort, pidAlive, readStatus, sameProcess, statePaths, type AgentStatus } from '@parley/agent';
+import { etcdClient, openLab, readPlan, waitConverged } from '../../packages/cli/src/lab/common.js';
 import { seen } from '../harness/irc.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -73,18 +78,73 @@ async function status(): Promise<{ healthy: boolean; rows: Row[] }> {
   return report;
 }
 
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
+/**
+ * Resolves with the agent's status once it satisfies `pred`. The agent rewrites status.json on
+ * every change of a process (and every 2 s); each rewrite is an fs event that triggers a check.
+ */
+function agentStatus(what: string, timeoutMs: number, pred: (st: AgentStatus) => boolean): Promise<AgentStatus> {
+  const paths = statePaths(stateDir);
+  const watcher = watch(path.dirname(paths.statusFile));
+  const found = new Promise<AgentStatus>((resolve, reject) => {
+    let checking: Promise<void> | null = null;
+    let again = false;
+    const check = (): void => {
+      if (checking) {
+        again = true;
+        return;
+      }
+      checking = (async () => {
+        do {
+          again = false;
+          const st = await readStatus(paths);
+          if (st && pred(st)) return resolve(st);
+        } while (again);
+      })().catch(reject).finally(() => (checking = null));
+    };
+    watcher.on('change', (_type, name) => {
+      if (name === path.basename(paths.statusFile)) check();
+    });
+    watcher.on('error', reject);
+    check();
+  });
+  return withTimeout(found, timeoutMs, `timed out waiting for ${what}`).finally(() => watcher.close());
+}
+
+/** Every registration written from now on, as etcd's watch reports it. */
+async function watchRegistry(client: Etcd3, prefix: string): Promise<{ until(what: string, timeoutMs: number, pred: (puts: InstanceRecord[]) => boolean): Promise<void>; close(): Promise<void> }> {
+  const puts: InstanceRecord[] = [];
+  const events = new EventEmitter();
+  const w = await client.watch().prefix(etcdKeys(prefix).instances).create();
+  w.on('put', (kv) => {
+    const r = parseInstanceRecord(kv.value.toString());
+    if (r.ok) puts.push(r.value);
+    events.emit('put');
+  });
+  return {
+    until: (what, timeoutMs, pred) => {
+      let onPut = (): void => undefined;
+      const done = new Promise<void>((resolve) => {
+        onPut = () => {
+          if (pred(puts)) resolve();
+        };
+        events.on('put', onPut);
+        onPut();
+      });
+      return withTimeout(done, timeoutMs, `timed out waiting for ${what}`).finally(() => events.off('put', onPut));
+    },
+    close: () => w.cancel(),
+  };
+}
+
+/** The lab runs what its plan says (the CLI's own wait: agent, registry, front door all agree). */
+async function converged(timeoutMs: number): Promise<void> {
+  const lab = await openLab(stateDir);
+  const client = etcdClient(lab.host);
+  try {
+    const { plan } = await readPlan(client, lab.host);
+    await waitConverged(lab, client, plan, 0, timeoutMs);
+  } finally {
+    client.close();
   }
 }
 
@@ -94,11 +154,17 @@ let httpPort: number;
 let downDone = false;
 const clients: IrcClient[] = [];
 
-/** Connects through the front door, retrying while the cluster settles; a taken nick gets a suffix. */
-async function connect(nick: string, timeoutMs = 20_000): Promise<IrcClient> {
+/**
+ * Connects through the front door. A taken nick (a ghost of a killed instance keeps it until its
+ * lease expires) gets a suffix; a connection the front door handed to an instance that was just
+ * going away is tried again at once. Each attempt ends on an event (welcome, refusal, close),
+ * and there are at most `attempts` of them.
+ */
+async function connect(nick: string, attempts = 4): Promise<IrcClient> {
   let n = 0;
-  return until(`${nick} to connect through the front door`, timeoutMs, async () => {
-    const c = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: ircPort, nick: n === 0 ? nick : `${nick}_${n}`, connectTimeoutMs: 5_000 });
+  const failures: string[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const c = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: ircPort, nick: n === 0 ? nick : `${nick}_${n}`, connectTimeoutMs: 10_000 });
     c.on('error', () => undefined);
     clients.push(c);
     try {
@@ -106,10 +172,11 @@ async function connect(nick: string, timeoutMs = 20_000): Promise<IrcClient> {
       return c;
     } catch (err) {
       c.destroy();
+      failures.push((err as Error).message);
       if (err instanceof IrcClientError && err.reply?.command === '433') n++;
-      throw err;
     }
-  });
+  }
+  throw new Error(`${nick} could not connect through the front door: ${failures.join('; ')}`);
 }
 
 const isChat = (m: IrcMessage): boolean => m.command === 'PRIVMSG' && m.params[0] === '#lab' && m.tags.msgid !== undefined;
@@ -217,6 +284,11 @@ describe('parley up → scale → kill -9 → rolling restart → down', { timeo
     assert.ok(before.pid);
     const lastSeen = [...a.messages].reverse().find(isChat)!.tags.msgid!;
     const closed = new Promise<void>((r) => a.once('close', () => r()));
+    const lab = await openLab(stateDir);
+    const etcd = etcdClient(lab.host);
+    const reg = await watchRegistry(etcd, lab.host.prefix);
+    const restarted = reg.until('the agent to restart the killed instance and it to register', 30_000, (puts) => puts.some((r) => r.id === victimId && r.pid !== before.pid && r.state === 'ready'));
+    restarted.catch(() => undefined); // awaited below; a failure meanwhile is not unhandled
     process.kill(before.pid, 'SIGKILL');
     await closed;
     // The others keep talking while ann is away: each message acknowledged (echoed).
@@ -224,11 +296,18 @@ describe('parley up → scale → kill -9 → rolling restart → down', { timeo
       await b.request(`PRIVMSG #lab :while ann is away ${i}`);
       await c.request(`PRIVMSG #lab :also away ${i}`);
     }
-    const back = await until('the agent to restart the killed instance', 30_000, async () => {
-      const row = (await status()).rows.find((r) => r.id === victimId);
-      return row && row.pid !== before.pid && row.healthy && row.restarts >= 1 ? row : undefined;
-    });
+    try {
+      await restarted;
+    } finally {
+      await reg.close();
+      etcd.close();
+    }
+    await converged(30_000);
+    const back = (await status()).rows.find((r) => r.id === victimId)!;
     assert.equal(back.state, 'running');
+    assert.notEqual(back.pid, before.pid);
+    assert.ok(back.restarts >= 1, `restarts: ${back.restarts}`);
+    assert.ok(back.healthy, back.health);
     const a2 = await connect('ann');
     record(a2);
     await a2.request('JOIN #lab');
@@ -241,34 +320,51 @@ describe('parley up → scale → kill -9 → rolling restart → down', { timeo
 
   it('restart --rolling while a client sends throughout: nothing acknowledged is lost', async () => {
     const sent: string[] = [];
+    const acks = new EventEmitter();
+    /** Resolves once `n` messages are acknowledged (each acknowledgement is an event). */
+    const untilAcked = (n: number, what: string, timeoutMs: number): Promise<void> => {
+      let onAck = (): void => undefined;
+      const done = new Promise<void>((resolve) => {
+        onAck = () => {
+          if (sent.length >= n) resolve();
+        };
+        acks.on('ack', onAck);
+        onAck();
+      });
+      return withTimeout(done, timeoutMs, `timed out waiting for ${what} (${sent.length} of ${n})`).finally(() => acks.off('ack', onAck));
+    };
     let sender = await connect('snd');
     let reconnects = 0;
     let stop = false;
-    const track = (s: IrcClient): void => {
-      s.on('message', (m) => {
-        if (isChat(m) && m.source?.startsWith(`${s.nick}!`)) sent.push(m.tags.msgid!);
-      });
-    };
-    track(sender);
     await sender.request('JOIN #lab');
+    // One message in flight at a time: the next goes out when the last is acknowledged (echoed
+    // with its msgid) or refused, or the connection closed under it.
     const loop = (async () => {
       let i = 0;
       while (!stop) {
         if (sender.closed) {
           reconnects++;
-          sender = await connect(`snd${reconnects}`, 30_000);
-          track(sender);
+          sender = await connect(`snd${reconnects}`);
           await sender.request('JOIN #lab').catch(() => undefined);
           continue;
         }
-        sender.send(`PRIVMSG #lab :rolling ${i++}`);
-        await new Promise((r) => setTimeout(r, 20));
+        const reply = await sender.request(`PRIVMSG #lab :rolling ${i++}`).catch(() => [] as IrcMessage[]);
+        const id = reply.find(isChat)?.tags.msgid;
+        if (id) {
+          sent.push(id);
+          acks.emit('ack');
+        }
       }
     })();
-    await until('the sender to get acknowledgements', 10_000, async () => (sent.length >= 10 ? true : undefined));
+    // The sender failing (it could not reconnect) ends a wait at once, with its reason.
+    const senderGone = loop.then(() => {
+      throw new Error('the sender stopped');
+    });
+    senderGone.catch(() => undefined);
+    await Promise.race([untilAcked(10, 'the sender to get acknowledgements', 10_000), senderGone]);
     const r = await parley(['restart', '--rolling']);
     const countAtEnd = sent.length;
-    await until('acknowledgements after the rolling restart', 20_000, async () => (sent.length >= countAtEnd + 20 ? true : undefined));
+    await Promise.race([untilAcked(countAtEnd + 20, 'acknowledgements after the rolling restart', 20_000), senderGone]);
     stop = true;
     await loop;
     ok(r, 'restart --rolling');
@@ -321,33 +417,43 @@ describe('parley up → scale → kill -9 → rolling restart → down', { timeo
     const victims = ['etcd', 'redis', 'pg1', 'haproxy'];
     const before = (await status()).rows;
     for (const name of victims) process.kill(before.find((r) => r.id === name)!.pid!, 'SIGKILL');
-    const after = await until('every killed process to be back and the cluster healthy', 60_000, async () => {
-      const st = await status();
-      const back = victims.every((n) => {
-        const row = st.rows.find((r) => r.id === n);
-        return row && row.restarts >= 1 && row.pid !== before.find((r) => r.id === n)!.pid;
-      });
-      return back && st.healthy ? st : undefined;
-    });
-    assert.ok(after.healthy);
-    // Still a working cluster: connect through the (new) front door, talk, read history. An
-    // instance's etcd client may refuse calls for a few seconds after etcd came back (its circuit
-    // breaker), so a new room is tried until one works end to end.
-    const x = await connect('xena', 30_000);
-    const y = await connect('yuri', 30_000);
-    let n = 0;
-    await until('a new room to work end to end', 30_000, async () => {
-      const room = `#after${++n}`;
-      const jx = await x.request(`JOIN ${room}`);
-      const jy = await y.request(`JOIN ${room}`);
-      if (jx[0]?.command !== 'JOIN' || jy[0]?.command !== 'JOIN') return undefined;
-      const sentMsg = await x.request(`PRIVMSG ${room} :still alive`);
-      const id = sentMsg[0]?.command === 'PRIVMSG' ? sentMsg[0].tags.msgid : undefined;
-      if (!id) return undefined;
-      await seen(y, (m) => m.command === 'PRIVMSG' && m.tags.msgid === id, 5_000);
-      const hist = await y.request(`CHATHISTORY LATEST ${room} * 10`);
-      return hist.some((m) => m.tags.msgid === id) ? true : undefined;
-    });
+    const restarted = await agentStatus('every killed process to be running again', 60_000, (st) =>
+      victims.every((n) => {
+        const p = st.processes.find((x) => x.name === n);
+        return p !== undefined && p.state === 'running' && p.restarts >= 1 && p.pid !== before.find((r) => r.id === n)!.pid;
+      }),
+    );
+    // etcd is back: each instance proves its etcd client works again (after etcd came back it may
+    // refuse calls for a moment: its circuit breaker) by rewriting its registration, which it
+    // does every 5 s.
+    const lab = await openLab(stateDir);
+    const etcd = etcdClient(lab.host);
+    const ids = restarted.processes.filter((p) => p.kind === 'server').map((p) => p.name);
+    try {
+      const reg = await watchRegistry(etcd, lab.host.prefix);
+      try {
+        await reg.until(`${ids.join(', ')} to write their registrations again`, 30_000, (puts) => ids.every((id) => puts.some((r) => r.id === id && r.state === 'ready')));
+      } finally {
+        await reg.close();
+      }
+    } finally {
+      etcd.close();
+    }
+    await converged(60_000);
+    const st = await status();
+    assert.ok(st.healthy, `not healthy: ${JSON.stringify(st.rows.filter((r) => !r.healthy))}`);
+    // Still a working cluster: connect through the (new) front door, talk, read history.
+    const x = await connect('xena');
+    const y = await connect('yuri');
+    const room = '#after';
+    await x.request(`JOIN ${room}`);
+    await y.request(`JOIN ${room}`);
+    const sentMsg = await x.request(`PRIVMSG ${room} :still alive`);
+    const id = sentMsg.find((m) => m.command === 'PRIVMSG')?.tags.msgid;
+    assert.ok(id, `PRIVMSG was not acknowledged: ${JSON.stringify(sentMsg)}`);
+    await seen(y, (m) => m.command === 'PRIVMSG' && m.tags.msgid === id, 5_000);
+    const hist = await y.request(`CHATHISTORY LATEST ${room} * 10`);
+    assert.ok(hist.some((m) => m.tags.msgid === id), 'the message is in history');
   });
 
   it('down: no process left', async () => {
