@@ -186,6 +186,8 @@ export class ClusterBus {
   }
 
   private hasPeers(topic: string): boolean {
+    // Without local members this instance does not follow the room's presence: others may have members.
+    if (!this.topics.has(topic)) return true;
     const p = this.peers.get(topic);
     if (p !== undefined && p.size > 0) return true;
     const now = Date.now();

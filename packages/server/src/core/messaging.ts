@@ -64,7 +64,8 @@ export class Messaging {
       if (ch.modes.includes('n')) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
       display = ch.name;
     }
-    if (!(await this.admitted(key, p, display, r))) return;
+    const verdict = this.o.admission.admit(key);
+    if (verdict !== null && !(await this.admitted(verdict, p, display, r))) return;
     const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
     let stored;
     try {
@@ -94,7 +95,8 @@ export class Messaging {
     }
     const display = local?.nick ?? remote?.nick ?? p.target;
     const room = dmRoom(s.nick, display);
-    if (!(await this.admitted(room, p, display, r))) return;
+    const verdict = this.o.admission.admit(room);
+    if (verdict !== null && !(await this.admitted(verdict, p, display, r))) return;
     const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
     let stored;
     try {
@@ -120,10 +122,12 @@ export class Messaging {
     this.o.bus.publish(topics.nick(tkey), env);
   }
 
-  /** The admission step; answers the refusal itself. */
-  private async admitted(room: string, p: Post, display: string, r: Responder): Promise<boolean> {
-    let refusal: Refusal | null | Promise<Refusal | null> = this.o.admission.admit(room);
-    if (refusal !== null && 'then' in refusal) refusal = await refusal;
+  /**
+   * A verdict of the admission step other than a plain yes (which costs no await, so the check
+   * and the append of one message happen in the same tick): answers a refusal itself.
+   */
+  private async admitted(verdict: Refusal | Promise<Refusal | null>, p: Post, display: string, r: Responder): Promise<boolean> {
+    const refusal = 'then' in verdict ? await verdict : verdict;
     if (refusal === null) return true;
     this.o.metrics.messagesRefused.inc({ code: refusal.code });
     const seconds = String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)));

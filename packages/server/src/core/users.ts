@@ -7,6 +7,7 @@ import { topics, type DirectEnvelope, type UserEventEnvelope } from './envelope.
 import { lower } from './names.js';
 import { Outgoing } from './outgoing.js';
 import { eventLine, type Rooms } from './rooms.js';
+import type { Responder } from './reply.js';
 import type { Session } from './session.js';
 
 export interface UsersOptions {
@@ -83,8 +84,8 @@ export class Users {
     return true;
   }
 
-  /** NICK of a registered user; false when the new nick is taken. */
-  async rename(s: Session, wanted: string): Promise<boolean> {
+  /** NICK of a registered user (its own NICK line goes through `r`); false when the new nick is taken. */
+  async rename(s: Session, wanted: string, r: Responder): Promise<boolean> {
     const oldKey = s.nickKey;
     const newKey = lower(wanted);
     const oldSource = s.source;
@@ -115,7 +116,7 @@ export class Users {
     }
     s.nick = wanted;
     s.nickKey = newKey;
-    this.announce(res.channels, `:${oldSource} NICK ${wanted}`, s);
+    this.announce(res.channels, `:${oldSource} NICK ${wanted}`, s, r);
     return true;
   }
 
@@ -151,9 +152,13 @@ export class Users {
 
   // ---- announcements -----------------------------------------------------------------------
 
-  /** QUIT or NICK: to every local session that shares a room (and `self`), and to the cluster. */
-  announce(roomKeys: string[], rest: string, self?: Session): void {
+  /**
+   * QUIT or NICK: to every local session that shares a room, and to the cluster; `self` gets it
+   * through its command's responder `r`.
+   */
+  announce(roomKeys: string[], rest: string, self?: Session, r?: Responder): void {
     const out = eventLine(rest);
+    if (self && r && !self.closed) r.send(out.lineFor(self.caps));
     this.deliverUserEvent(roomKeys, out, self);
     const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
     this.o.bus.publish(topics.all, env);
@@ -171,12 +176,10 @@ export class Users {
     this.o.rooms.countDeliveries(1);
   }
 
-  private deliverUserEvent(roomKeys: string[], out: Outgoing, self?: Session): void {
+  /** To every local member of `roomKeys` once, except `skip`. */
+  private deliverUserEvent(roomKeys: string[], out: Outgoing, skip?: Session): void {
     const seen = new Set<Session>();
-    if (self && !self.closed) {
-      seen.add(self);
-      self.write(out.lineFor(self.caps));
-    }
+    if (skip) seen.add(skip);
     for (const key of roomKeys) {
       const room = this.o.rooms.get(key);
       if (!room) continue;

@@ -62,7 +62,7 @@ export const nick: Handler = async (ctx, s, msg, r) => {
     return tryRegister(ctx, s, r);
   }
   if (wanted === s.nick) return;
-  if (!(await ctx.users.rename(s, wanted))) ctx.num(s, r, ERR.NICKNAMEINUSE, wanted);
+  if (!(await ctx.users.rename(s, wanted, r))) ctx.num(s, r, ERR.NICKNAMEINUSE, wanted);
 };
 
 export const user: Handler = (ctx, s, msg, r) => {
