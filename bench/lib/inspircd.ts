@@ -99,7 +99,7 @@ export async function startInspircd(): Promise<InspircdProcess> {
     // It refuses to run as root unless told to; the bench runs as whoever runs it.
     const args = ['--config', conf, '--nofork', ...(process.getuid?.() === 0 ? ['--runasroot'] : [])];
     const child = spawn(bin, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
+    children.set(child, dir);
     child.once('exit', () => children.delete(child));
     try {
       await running(child);
@@ -114,9 +114,13 @@ export async function startInspircd(): Promise<InspircdProcess> {
   throw lastError ?? new Error('InspIRCd did not start');
 }
 
-const children = new Set<ChildProcess>();
+/** Running InspIRCd processes and their temp dirs: a bench that exits without stopping them (a second Ctrl-C) still kills them. */
+const children = new Map<ChildProcess, string>();
 process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
+  for (const [c, dir] of children) {
+    c.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** Waits for "now running"; rejects with its output when it exits first, or when a port failed to bind. */

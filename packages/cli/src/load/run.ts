@@ -371,11 +371,13 @@ class LoadRun implements DriverSink {
       bump(this.connectErrorsByCode, code);
       if (u < o.target.length) {
         // The first connection to each target is the check that the target exists at all.
+        const irc = this.driver.kind === 'parley' || this.driver.kind === 'irc';
+        const port = this.driver.transport === 'tcp' ? 'IRC (TCP)' : 'WebSocket';
         const hint =
           code === 'ECONNREFUSED'
-            ? `nothing listens there: is the server running, and is this its ${this.driver.kind === 'parley' ? (this.driver.transport === 'tcp' ? 'IRC (TCP)' : 'WebSocket') : this.driver.kind} port?`
+            ? `nothing listens there: is the server running, and is this its ${irc ? port : this.driver.kind} port?`
             : code === 'OTHER' || code === 'TIMEOUT'
-              ? `is this a ${this.driver.kind === 'parley' ? `Parley ${this.driver.transport === 'tcp' ? 'IRC (TCP)' : 'WebSocket'}` : this.driver.kind} port?`
+              ? `is this ${irc ? `${this.driver.kind === 'parley' ? 'a Parley' : "an IRC server's"} ${port}` : `a ${this.driver.kind}`} port?`
               : adviceFor(code);
         throw new LoadError(`cannot connect to ${formatTarget(target)}${localAddress ? ` from ${localAddress}` : ''}: ${e.message}${hint ? ` (${hint})` : ''}`);
       }
