@@ -1,5 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { pino } from 'pino';
 import { IrcClient } from '@parley/client';
@@ -84,4 +86,112 @@ describe('browser client', () => {
     await dash.waitForSelector('#rooms td:has-text("#web")');
     await dash.waitForSelector('#instances td:has-text("w1")');
   });
+
+  it('reconnects and fetches what it missed from history, in order; shows text as text', async () => {
+    const irc = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: server.tcpPort, nick: 'ircuser2' });
+    clients.push(irc);
+    await irc.connect();
+    await irc.request('JOIN #gap');
+    await irc.request('PRIVMSG #gap :first');
+
+    // The page is loaded through a TCP proxy, so its WebSocket goes through it too: the test can
+    // cut every connection, and hold new ones until it lets them through.
+    const proxy = new Proxy(server.wsPort);
+    await proxy.start();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${proxy.port}/`);
+      await page.fill('#nick', 'browser2');
+      await page.fill('#channel', '#gap');
+      await page.click('button[type=submit]');
+      await page.waitForSelector('#messages li:has-text("first")');
+      await irc.request('PRIVMSG #gap :second');
+      await page.waitForSelector('#messages li:has-text("second")');
+
+      const quit = irc.waitFor((m) => m.command === 'QUIT' && m.source?.split('!')[0] === 'browser2', 10_000);
+      proxy.hold();
+      proxy.cut();
+      await quit;
+      await page.waitForSelector('#status:has-text("reconnecting")');
+      // Stored while the page has no session at all: it can only come back through CHATHISTORY.
+      await irc.request('PRIVMSG #gap :third, while you were away');
+      await irc.request('PRIVMSG #gap :<img src=x onerror="window.pwned=1"> fourth');
+      proxy.release();
+
+      await page.waitForSelector('#status:has-text("online as browser2")');
+      await page.waitForSelector('#messages li:has-text("third, while you were away")');
+      await page.waitForSelector('#messages li:has-text("fourth")');
+      // Every message once, in sequence order.
+      const seqs = await page.locator('#messages li[data-seq]').evaluateAll((els) => els.map((e) => Number((e as unknown as { dataset: Record<string, string> }).dataset['seq'])));
+      assert.deepEqual(seqs, [1, 2, 3, 4]);
+      // Markup from the network is shown as text: no element was created from it.
+      assert.equal(await page.locator('#messages img').count(), 0);
+      assert.equal(await page.evaluate(() => (globalThis as { pwned?: number }).pwned), undefined);
+      await page.close();
+    } finally {
+      await proxy.close();
+    }
+  });
 });
+
+/** A TCP proxy to one port that can drop its connections and hold new ones. */
+class Proxy {
+  private readonly server = net.createServer((c) => this.accept(c));
+  private readonly sockets = new Set<net.Socket>();
+  private held: net.Socket[] | null = null;
+
+  constructor(private readonly target: number) {}
+
+  async start(): Promise<void> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const c of held) if (!c.destroyed) this.connect(c);
+  }
+
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    for (const c of this.held ?? []) c.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+
+  private accept(c: net.Socket): void {
+    this.track(c);
+    if (this.held !== null) this.held.push(c);
+    else this.connect(c);
+  }
+
+  private connect(c: net.Socket): void {
+    const up = net.connect(this.target, '127.0.0.1');
+    this.track(up);
+    c.pipe(up).pipe(c);
+    const drop = (): void => {
+      c.destroy();
+      up.destroy();
+    };
+    c.on('close', drop);
+    up.on('close', drop);
+  }
+
+  private track(s: net.Socket): void {
+    this.sockets.add(s);
+    s.on('close', () => this.sockets.delete(s));
+    s.on('error', () => {}); // a cut connection errors on the other side; that is the point
+  }
+}

@@ -1,4 +1,10 @@
-import { fileURLToPath } from 'node:url';
+import { ensureWebBuilt } from './build.js';
 
-/** Directory of the static browser client and dashboard, served by each instance at `/`. */
-export const WEB_ROOT = fileURLToPath(new URL('../public/', import.meta.url));
+export { DIST, buildWeb, bundleWeb, ensureWebBuilt, type WebBuild } from './build.js';
+
+/**
+ * Directory of the browser client and dashboard (index.html, app.js, dashboard.html,
+ * dashboard.js, style.css), served by each instance at `/`. Built from `app/` and `public/` the
+ * first time this module is imported after a change (see build.ts).
+ */
+export const WEB_ROOT: string = ensureWebBuilt().dir;
