@@ -2,7 +2,7 @@
  * configuration, the supervisor's restart logic (with fake processes), and log formatting. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { HostPlanSchema, emptyPlan, parsePlan, planUnitNames, renderHaproxyConfig, Supervisor, type Running, type UnitSpec } from '@parley/agent';
+import { HostPlanSchema, emptyPlan, parsePlan, planUnitNames, renderHaproxyConfig, spawnManaged, startOnFreePorts, Supervisor, type Running, type UnitSpec } from '@parley/agent';
 import type { ExitInfo } from '@parley/agent';
 import { resizeInstances, shapePlan } from '../../packages/cli/src/lab/up.js';
 import { parseScaleSpec } from '../../packages/cli/src/lab/scale.js';
@@ -186,6 +186,49 @@ describe('supervisor', () => {
     assert.equal(attempts, 4);
     assert.equal(u.lastError, null);
     await sup.shutdown([]);
+  });
+});
+
+describe('starting on free ports', () => {
+  // Real (tiny) processes: the first attempts die saying their port is taken, as etcd, Redis and
+  // PostgreSQL do when another program bound the picked port first.
+  const clash = (port: number) => spawnManaged({ name: 'clash', command: 'sh', args: ['-c', `echo "listen tcp 127.0.0.1:${port}: bind: address already in use" >&2; exit 1`] });
+
+  it('a picked port taken meanwhile: started again on new free ports, distinct from each other', async () => {
+    const tried: number[][] = [];
+    const cleared: number[] = [];
+    const { proc, ports } = await startOnFreePorts({
+      ports: [undefined, undefined],
+      spawn: (p) => {
+        tried.push(p);
+        return tried.length < 3 ? clash(p[0]!) : spawnManaged({ name: 'ok', command: 'sleep', args: ['30'] });
+      },
+      ready: async (x) => x.name === 'ok',
+      timeoutMs: 5_000,
+      stop: (x) => x.stop('SIGKILL'),
+      beforeRetry: async () => void cleared.push(tried.length),
+    });
+    try {
+      assert.equal(tried.length, 3);
+      assert.deepEqual(ports, tried[2]);
+      assert.deepEqual(cleared, [1, 2]);
+      for (const p of tried) assert.notEqual(p[0], p[1]);
+    } finally {
+      await proc.stop('SIGKILL');
+    }
+  });
+
+  it('a port that was asked for, or another failure, is not retried', async () => {
+    let spawned = 0;
+    await assert.rejects(
+      startOnFreePorts({ ports: [1], spawn: (p) => (spawned++, clash(p[0]!)), ready: async () => false, timeoutMs: 5_000, stop: (x) => x.stop('SIGKILL') }),
+      /exited|before it was ready/,
+    );
+    assert.equal(spawned, 1);
+    spawned = 0;
+    const other = () => spawnManaged({ name: 'other', command: 'sh', args: ['-c', 'echo "permission denied" >&2; exit 1'] });
+    await assert.rejects(startOnFreePorts({ ports: [undefined], spawn: () => (spawned++, other()), ready: async () => false, timeoutMs: 5_000, stop: (x) => x.stop('SIGKILL') }));
+    assert.equal(spawned, 1);
   });
 });
 
