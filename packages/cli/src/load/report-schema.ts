@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
+import { describeZodError } from '@parley/contracts';
 
 /*
  * The result file `parley load` writes and `parley report` reads (version 1). Counts are
@@ -68,16 +69,9 @@ export class ResultFileError extends Error {
   override name = 'ResultFileError';
 }
 
-const MAX_ISSUES = 3;
-
 /** `totals.sent: expected a non-negative integer, got -1; ...`: at most three issues, on one line. */
 export function describeIssues(err: z.ZodError): string {
-  const parts = err.issues.slice(0, MAX_ISSUES).map((i) => {
-    const where = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[') : '(top level)';
-    return `${where}: ${oneLine(i.message)}`;
-  });
-  const more = err.issues.length - MAX_ISSUES;
-  return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
+  return describeZodError(err);
 }
 
 const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim();
