@@ -11,6 +11,10 @@
  *   PARLEY_PG_TEMPLATE=off   run initdb for every cluster instead
  *   PARLEY_TEST_TMPDIR=dir   parent of the temp dirs (default: os.tmpdir()). /dev/shm makes
  *                            PostgreSQL start several times faster where file creation is slow
+ *
+ * Fault injection: `svc.kill('redis')` (SIGKILL, as in a crash) and `svc.restart('redis')` (the
+ * same port and data dir, so clients reconnect to the same URL), the same for etcd; `freeze(pid)`
+ * and `thaw(pid)` for a hung process.
  */
 import crypto from 'node:crypto';
 import fsSync from 'node:fs';
@@ -22,6 +26,7 @@ import {
   initPostgresTemplate,
   pgBinaries,
   removeOnExit,
+  spawnManaged,
   startEtcd,
   startPostgres,
   startRedis,
@@ -38,7 +43,15 @@ export interface ServicesOptions {
   pgFsync?: boolean;
   /** Extra PostgreSQL settings. */
   pgSettings?: Record<string, string | number | boolean>;
+  /**
+   * Extra redis-server settings, e.g. `{ appendonly: 'yes', appendfsync: 'always' }` so that a
+   * Redis killed and restarted still holds what it acknowledged (as the lab's Redis does).
+   */
+  redisSettings?: Record<string, string | number>;
 }
+
+/** The services that fault tests kill and restart. */
+export type Restartable = 'etcd' | 'redis';
 
 export interface Services {
   etcd?: EtcdHandle;
@@ -48,6 +61,15 @@ export interface Services {
   dir: string;
   /** Stops everything and removes `dir`. Idempotent; never throws. */
   stop(): Promise<void>;
+  /** SIGKILL (what a crash looks like) and resolves once the process is gone; its data dir stays. */
+  kill(name: Restartable): Promise<void>;
+  /**
+   * Starts a killed or stopped service again on the same port(s) with the same data dir and log
+   * file; resolves once it serves. `svc.etcd` / `svc.redis` then refer to the new process.
+   */
+  restart(name: Restartable): Promise<void>;
+  /** Restarts whatever `kill` took down and nothing restarted yet (for an after() hook). */
+  revive(): Promise<void>;
 }
 
 type Name = 'etcd' | 'redis' | 'postgres';
@@ -76,7 +98,8 @@ export async function startServices(opts: ServicesOptions = {}): Promise<Service
     jobs.push({ name: 'etcd', job: startEtcd({ dataDir: path.join(dir, 'etcd'), logFile: logOf('etcd') }) });
   }
   if (want.redis) {
-    jobs.push({ name: 'redis', job: startRedis({ dir: path.join(dir, 'redis'), logFile: logOf('redis') }) });
+    const settings = opts.redisSettings;
+    jobs.push({ name: 'redis', job: startRedis({ dir: path.join(dir, 'redis'), logFile: logOf('redis'), ...(settings ? { settings } : {}) }) });
   }
   if (want.postgres) {
     const job = (async () => {
@@ -94,7 +117,22 @@ export async function startServices(opts: ServicesOptions = {}): Promise<Service
   }
 
   const results = await Promise.allSettled(jobs.map((j) => j.job));
-  const services: Services = { dir, stop: () => Promise.resolve() };
+  const down = new Set<Restartable>();
+  const services: Services = {
+    dir,
+    stop: () => Promise.resolve(),
+    kill: async (name) => {
+      down.add(name);
+      await killService(services, name);
+    },
+    restart: async (name) => {
+      await restartService(services, name, opts, logOf(name));
+      down.delete(name);
+    },
+    revive: async () => {
+      for (const name of [...down]) await services.restart(name);
+    },
+  };
   const failures: string[] = [];
   results.forEach((r, i) => {
     const name = jobs[i]!.name;
@@ -126,6 +164,81 @@ export async function startServices(opts: ServicesOptions = {}): Promise<Service
     throw new Error(`startServices failed${keepNote}:\n${failures.join('\n\n')}`);
   }
   return services;
+}
+
+async function killService(svc: Services, name: Restartable): Promise<void> {
+  const h = svc[name];
+  if (!h) throw new Error(`kill: ${name} was not started`);
+  try {
+    process.kill(h.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  // The handle's stop() resolves once the process has exited (its data dir is ours: kept).
+  await h.stop();
+}
+
+async function restartService(svc: Services, name: Restartable, opts: ServicesOptions, logFile: string): Promise<void> {
+  if (name === 'redis') {
+    const old = svc.redis;
+    if (!old) throw new Error('restart: redis was not started');
+    await old.stop();
+    svc.redis = await startRedis({ dir: old.dir, port: old.port, logFile, ...(opts.redisSettings ? { settings: opts.redisSettings } : {}) });
+    return;
+  }
+  const old = svc.etcd;
+  if (!old) throw new Error('restart: etcd was not started');
+  await old.stop();
+  svc.etcd = await restartEtcd(old, logFile);
+}
+
+/**
+ * etcd again on an existing data dir. `startEtcd` cannot do this: it names each member afresh,
+ * and a member must keep the name its data dir was created with.
+ */
+async function restartEtcd(old: EtcdHandle, logFile: string): Promise<EtcdHandle> {
+  const clientUrl = `http://127.0.0.1:${old.clientPort}`;
+  const peerUrl = `http://127.0.0.1:${old.peerPort}`;
+  const proc = spawnManaged({
+    name: 'etcd',
+    command: process.env.PARLEY_ETCD_BIN ?? 'etcd',
+    args: [
+      `--name=${old.name}`, `--data-dir=${old.dataDir}`,
+      `--listen-client-urls=${clientUrl}`, `--advertise-client-urls=${clientUrl}`,
+      `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=${old.name}=${peerUrl}`, `--initial-cluster-token=${old.name}`,
+      '--heartbeat-interval=10', '--election-timeout=100', '--logger=zap', '--log-outputs=stderr',
+    ],
+    logFile,
+    env: { ...process.env, ETCDCTL_API: '3' },
+  });
+  await proc.waitReady(async () => {
+    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+    const body = (await res.json()) as { health?: unknown };
+    return res.ok && (body.health === 'true' || body.health === true);
+  }, 30_000);
+  return {
+    endpoint: clientUrl,
+    clientPort: old.clientPort,
+    peerPort: old.peerPort,
+    dataDir: old.dataDir,
+    pid: proc.pid,
+    name: old.name,
+    logFile,
+    logTail: (lines) => proc.logTail(lines),
+    stop: async () => {
+      await proc.stop('SIGTERM', 10_000);
+    },
+  };
+}
+
+/** SIGSTOP: the process hangs (connections stay open, nothing answers) until `thaw`. */
+export function freeze(pid: number): void {
+  process.kill(pid, 'SIGSTOP');
+}
+
+export function thaw(pid: number): void {
+  process.kill(pid, 'SIGCONT');
 }
 
 function describeFailure(name: Name, reason: unknown, logFile: string): string {

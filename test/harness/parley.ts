@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Services } from './index.js';
+import { LogWatch } from './logs.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cliMain = path.join(root, 'packages/cli/src/main.ts');
@@ -20,12 +21,20 @@ export interface ParleyProcess {
   wsPort: number;
   /** everything the process printed so far */
   output(): string;
+  /** its JSON log lines, parsed, with a wait on a given line */
+  logs: LogWatch;
   /** resolves with the exit code or signal once the process is gone */
   exited: Promise<string>;
+  /** the process has not exited */
+  alive(): boolean;
   /** SIGKILL, no clean-up: what a crash looks like */
   kill9(): Promise<void>;
   /** SIGTERM and wait: a clean shutdown */
   stop(): Promise<void>;
+  /** GET on the instance's HTTP port; resolves with the status and body text */
+  http(path: string): Promise<{ status: number; body: string }>;
+  /** the Prometheus text of /metrics */
+  metrics(): Promise<string>;
 }
 
 export interface SpawnOptions {
@@ -53,6 +62,7 @@ export async function spawnParley(services: Services, o: SpawnOptions): Promise<
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
   running.add(child);
   let out = '';
+  const logs = new LogWatch();
   const exited = new Promise<string>((resolve) => {
     child.once('exit', (code, signal) => {
       running.delete(child);
@@ -65,6 +75,7 @@ export async function spawnParley(services: Services, o: SpawnOptions): Promise<
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       out += chunk;
       log.write(chunk);
+      logs.write(chunk);
       buf += chunk;
       let nl;
       while ((nl = buf.indexOf('\n')) >= 0) {
@@ -92,12 +103,20 @@ export async function spawnParley(services: Services, o: SpawnOptions): Promise<
   } finally {
     clearTimeout(t);
   }
+  const http = async (p: string) => {
+    const res = await fetch(`http://127.0.0.1:${ports.wsPort}${p}`, { signal: AbortSignal.timeout(5000) });
+    return { status: res.status, body: await res.text() };
+  };
   return {
     id: o.id,
     pid: child.pid ?? -1,
     ...ports,
     output: () => out,
+    logs,
     exited,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    http,
+    metrics: async () => (await http('/metrics')).body,
     async kill9() {
       child.kill('SIGKILL');
       await exited;

@@ -5,6 +5,7 @@ import { parseMsgid, type IrcMessage } from '@parley/protocol';
 import { IrcClient } from '@parley/client';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { seen } from '../harness/irc.js';
+import { CONFIG_APPLIED } from '../harness/logs.js';
 import { spawnParley, type ParleyProcess } from '../harness/parley.js';
 
 /*
@@ -133,18 +134,18 @@ describe('configuration', () => {
   it('applies a change in etcd to running instances', async () => {
     const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
     try {
+      const since = { a: a.logs.mark(), b: b.logs.mark() };
       await etcd.put(`/${prefix}/config`).value(JSON.stringify({ ...NO_FLOOD_LIMIT, motd: ['changed live'] }));
-      const deadline = Date.now() + 10_000;
-      let motd: string[] = [];
-      while (Date.now() < deadline) {
-        const c = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: b.tcpPort, nick: `m${Date.now() % 100000}` });
-        clients.push(c);
-        motd = (await c.connect()).motd;
-        c.destroy();
-        if (motd.some((l) => l.includes('changed live'))) break;
-        await new Promise((r) => setTimeout(r, 100));
+      // Each instance logs the line once the new configuration is in force: then a new client
+      // must see it, on the first try.
+      await Promise.all([
+        a.logs.waitForMsg(CONFIG_APPLIED, { since: since.a, timeoutMs: 10_000 }),
+        b.logs.waitForMsg(CONFIG_APPLIED, { since: since.b, timeoutMs: 10_000 }),
+      ]);
+      for (const p of [a, b]) {
+        const motd = (await (await client(p, `motd${p.id}`)).connect()).motd;
+        assert.ok(motd.some((l) => l.includes('changed live')), `MOTD on ${p.id} was ${JSON.stringify(motd)}`);
       }
-      assert.ok(motd.some((l) => l.includes('changed live')), `MOTD was ${JSON.stringify(motd)}`);
     } finally {
       etcd.close();
     }

@@ -1,15 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { createRequire } from 'node:module';
 import { Etcd3 } from 'etcd3';
 import { WebSocket } from 'ws';
-import { pino } from 'pino';
 import { type IrcMessage } from '@parley/protocol';
 import { IrcClient } from '@parley/client';
 import { InstanceOptionsSchema, ParleyServer } from '@parley/server';
 import { seen } from '../harness/irc.js';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
+import { CONFIG_APPLIED, logTap, type LogWatch } from '../harness/logs.js';
+import { Raw } from '../harness/raw.js';
 
 /*
  * One real instance (in this process) on real etcd, Redis and PostgreSQL: bad input of every
@@ -19,7 +19,25 @@ import { startServices, uniqueName, type Services } from '../harness/index.js';
 let services: Services;
 let server: ParleyServer;
 let prefix: string;
+let logs: LogWatch;
 const clients: IrcClient[] = [];
+const BASE_CONFIG = { flood: { linesPerSecond: 5, burst: 50 } };
+
+/**
+ * Puts a configuration into etcd and resolves once the instance has it in force (its log line,
+ * not a probe that behaves differently sooner or later). It must differ from the one in force:
+ * an unchanged configuration is not logged.
+ */
+async function setConfig(cfg: Record<string, unknown>): Promise<void> {
+  const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
+  try {
+    const since = logs.mark();
+    await etcd.put(`/${prefix}/config`).value(JSON.stringify(cfg));
+    await logs.waitForMsg(CONFIG_APPLIED, { since, timeoutMs: 10_000 });
+  } finally {
+    etcd.close();
+  }
+}
 
 async function client(nick: string, transport: 'tcp' | 'ws' = 'tcp', caps?: string[]): Promise<IrcClient> {
   const c = new IrcClient({ transport, host: '127.0.0.1', port: transport === 'tcp' ? server.tcpPort : server.wsPort, nick, ...(caps ? { caps } : {}) });
@@ -29,46 +47,20 @@ async function client(nick: string, transport: 'tcp' | 'ws' = 'tcp', caps?: stri
 }
 
 
-/** A raw TCP connection: write bytes, read everything until the server closes or goes quiet. */
-class Raw {
-  readonly sock: net.Socket;
-  data = '';
-  closed: Promise<void>;
-  constructor(port: number) {
-    this.sock = net.connect(port, '127.0.0.1');
-    this.sock.setEncoding('utf8');
-    this.sock.on('data', (d: string) => { this.data += d; });
-    this.sock.on('error', () => undefined);
-    this.closed = new Promise((r) => this.sock.once('close', () => r()));
-  }
-  send(s: string | Buffer): void {
-    this.sock.write(s);
-  }
-  async until(re: RegExp, timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!re.test(this.data)) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}; got:\n${this.data.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return this.data;
-  }
-  end(): void {
-    this.sock.destroy();
-  }
-}
-
 before(async () => {
   services = await startServices();
   prefix = uniqueName('pr');
   const db = await services.postgres!.createDatabase(prefix);
   const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
-  await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 5, burst: 50 } }));
+  await etcd.put(`/${prefix}/config`).value(JSON.stringify(BASE_CONFIG));
   etcd.close();
+  const tap = logTap('info');
+  logs = tap.watch;
   server = new ParleyServer(
     InstanceOptionsSchema.parse({
-      id: 'p1', prefix, tcpPort: 0, wsPort: 0, etcd: [services.etcd!.endpoint], redis: services.redis!.url, pg: [db], logLevel: 'silent',
+      id: 'p1', prefix, tcpPort: 0, wsPort: 0, etcd: [services.etcd!.endpoint], redis: services.redis!.url, pg: [db],
     }),
-    pino({ level: 'silent' }),
+    tap.logger,
   );
   await server.start();
 });
@@ -159,56 +151,51 @@ describe('bad input', () => {
   });
 
   it('refuses a wrong server password when one is configured', async () => {
-    const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
+    await setConfig({ ...BASE_CONFIG, password: 'sesame' });
     try {
-      await etcd.put(`/${prefix}/config`).value(JSON.stringify({ password: 'sesame', flood: { linesPerSecond: 5, burst: 50 } }));
-      let text = '';
-      for (let i = 0; i < 100 && !/464/.test(text); i++) {
-        const r = new Raw(server.tcpPort);
-        r.send('PASS wrong\r\nNICK pw1\r\nUSER u 0 * :r\r\n');
-        await r.until(/ 464 |\s001 /);
-        text = r.data;
-        r.end();
-        if (!/464/.test(text)) await new Promise((res) => setTimeout(res, 50));
-      }
-      assert.match(text, / 464 \S+ :Password incorrect/);
-      assert.match(text, /ERROR :Closing Link/);
+      const r = new Raw(server.tcpPort);
+      r.send('PASS wrong\r\nNICK pw1\r\nUSER u 0 * :r\r\n');
+      await r.until(/ERROR :Closing Link/);
+      assert.match(r.data, / 464 \S+ :Password incorrect/);
+      assert.doesNotMatch(r.data, / 001 /);
+      await r.closed;
       const good = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: server.tcpPort, nick: 'pw2', password: 'sesame' });
       clients.push(good);
       await good.connect();
     } finally {
-      await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 5, burst: 50 } }));
-      etcd.close();
+      await setConfig(BASE_CONFIG);
     }
   });
 });
 
 describe('overload', () => {
   it('refuses messages over the store backlog with FAIL RATE_LIMITED, never dropping one silently', async () => {
-    const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
-    const base = { flood: { linesPerSecond: 5, burst: 50 } };
+    await setConfig({ flood: { linesPerSecond: 0 }, limits: { storeBacklog: 20 } });
     try {
-      await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 0 }, limits: { storeBacklog: 20 } }));
       const c = await client('busy1');
       await c.request('JOIN #busy');
-      // Wait until the instance applies the new limits (the watch is asynchronous).
-      for (let i = 0; i < 200; i++) {
-        const probe = await c.request('PRIVMSG #busy :probe');
-        if (probe[0]?.command === 'PRIVMSG' && server.node.config.limits.storeBacklog === 20) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      // The first message of a room finds its shard (an etcd round trip) while later lines wait;
+      // after it, messages go straight to the store's queue.
+      const first = await c.request('PRIVMSG #busy :first');
+      assert.equal(first[0]?.command, 'PRIVMSG', `the first message was answered ${JSON.stringify(first)}`);
       // 300 lines in one write: they are parsed in one tick, before the first commit.
       const n = 300;
       const acked: string[] = [];
       let refused = 0;
-      c.on('message', (m) => {
-        if (m.command === 'PRIVMSG' && !m.tags.batch && m.params[1]?.startsWith('burst ')) acked.push(m.tags.msgid ?? '');
-        if (m.command === 'FAIL' && m.params[1] === 'RATE_LIMITED') refused++;
+      const answered = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`within 10 s only ${acked.length} acknowledged and ${refused} refused of ${n}`)), 10_000);
+        c.on('message', (m) => {
+          if (m.command === 'PRIVMSG' && !m.tags.batch && m.params[1]?.startsWith('burst ')) acked.push(m.tags.msgid ?? '');
+          else if (m.command === 'FAIL' && m.params[1] === 'RATE_LIMITED') refused++;
+          else return;
+          if (acked.length + refused === n) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
       });
       c.sendRaw(Array.from({ length: n }, (_, i) => `PRIVMSG #busy :burst ${i}`).join('\r\n'));
-      const deadline = Date.now() + 10_000;
-      while (acked.length + refused < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      assert.equal(acked.length + refused, n, 'every message was either acknowledged or refused');
+      await answered;
       assert.ok(refused > 0, 'some were refused');
       assert.ok(acked.length >= 20, 'the backlog allowance was stored');
       const hist = await c.request('CHATHISTORY LATEST #busy * 1000');
@@ -217,8 +204,7 @@ describe('overload', () => {
       const metrics = await (await fetch(`http://127.0.0.1:${server.wsPort}/metrics`)).text();
       assert.match(metrics, new RegExp(`parley_messages_refused_total\\{code="RATE_LIMITED"\\} ${refused}`));
     } finally {
-      await etcd.put(`/${prefix}/config`).value(JSON.stringify(base));
-      etcd.close();
+      await setConfig(BASE_CONFIG);
     }
   });
 });
