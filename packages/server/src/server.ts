@@ -14,6 +14,7 @@ import { guardProcess, unguardProcess } from './process-guard.js';
 import { createHttpServer } from './net/http.js';
 import { createTcpServer } from './net/tcp.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
+import { registerShards as registerShardUrls, withTimeout } from '@parley/contracts';
 
 /** A startup problem the operator must fix; `main` prints its message as one line. */
 export class StartupError extends Error {}
@@ -107,7 +108,7 @@ export class ParleyServer {
       commands: COMMANDS, metrics: this.metrics, log: this.log,
     });
     try {
-      await withDeadline(Promise.all([this.state.start(), this.node.start()]), 5000, 'no answer within 5s');
+      await withTimeout(Promise.all([this.state.start(), this.node.start()]), 5000, 'no answer within 5s');
     } catch (err) {
       throw new StartupError(`cannot reach Redis at ${o.redis} (${firstLine(err)})`);
     }
@@ -145,25 +146,13 @@ export class ParleyServer {
   }
 
   /**
-   * Shards given on the command line (`--pg`, in order: shard 0, 1, ...) are registered in etcd.
-   * An existing entry keeps its other fields; its URL follows the command line (a shard that
-   * moved to another port or host), which is logged.
+   * Shards given on the command line (`--pg`, in order: shard 0, 1, ...) are registered in etcd
+   * (one merge rule, `@parley/contracts`): an existing entry keeps its other fields and follows
+   * the URL of the command line.
    */
   private async registerShards(): Promise<void> {
     const { pg, prefix, pgPoolSize } = this.opts;
-    const client = this.registry.client;
-    for (let i = 0; i < pg.length; i++) {
-      const key = `/${prefix}/shards/${i}`;
-      const url = pg[i] as string;
-      const created = await client.if(key, 'Create', '==', 0)
-        .then(client.put(key).value(JSON.stringify({ id: i, url, poolSize: pgPoolSize, state: 'active' })))
-        .commit();
-      if (created.succeeded) continue;
-      const current = JSON.parse((await client.get(key).string()) ?? '{}') as { url?: string };
-      if (current.url === url) continue;
-      this.log.warn({ shard: i, from: current.url, to: url }, 'shard URL changed on the command line; updating the shard map');
-      await client.put(key).value(JSON.stringify({ ...current, id: i, url }));
-    }
+    await registerShardUrls(this.registry.client, prefix, pg, pgPoolSize, this.log);
   }
 
   private reap(id: string): void {
@@ -225,15 +214,4 @@ export class ParleyServer {
 function firstLine(err: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
   return m.split('\n')[0]?.slice(0, 300) ?? m;
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(message)), ms);
-      t.unref();
-    }),
-  ]).finally(() => clearTimeout(t));
 }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { LineError } from '@parley/protocol';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config.js';
@@ -60,6 +61,8 @@ export class ChatNode implements CommandContext, BusListener {
   readonly startedAt = Date.now();
   readonly stats: NodeStats = { messagesIn: 0, deliveries: 0, stored: 0 };
   draining = false;
+  /** 'resynced': after the bus came back, every room caught up and the local users are back */
+  readonly events = new EventEmitter<{ resynced: [] }>();
   private readonly dispatcher: Dispatcher;
   private readonly maxSendQueueBytes: number;
   private flushQueue: Session[] = [];
@@ -215,9 +218,10 @@ export class ChatNode implements CommandContext, BusListener {
   }
 
   resynced(): void {
-    this.rooms.catchUpAll();
     // Redis may have restarted without its data: put this instance's users back.
-    this.reassert().catch((err: Error) => this.log.error({ err: err.message }, 'putting local users back after the broker returned failed'));
+    Promise.all([this.rooms.catchUpAll(), this.reassert()])
+      .catch((err: Error) => this.log.error({ err: err.message }, 'recovering after the broker returned failed'))
+      .finally(() => this.events.emit('resynced'));
   }
 
   // ---- cluster membership ------------------------------------------------------------------

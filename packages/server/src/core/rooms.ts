@@ -156,20 +156,24 @@ export class Rooms implements RoomEvents {
   /** Another instance has seen `seq`: fetch what this instance has not delivered below it. */
   catchUpTo(key: string, seq: number): void {
     const room = this.map.get(key);
-    if (room && seq > room.deliveredSeq && room.deliveredSeq >= 0) this.catchUp(room, seq);
+    if (room && seq > room.deliveredSeq && room.deliveredSeq >= 0) void this.catchUp(room, seq);
   }
 
-  /** After a broker outage: every room reads what it missed from the store. */
-  catchUpAll(): void {
-    for (const room of this.map.values()) this.catchUp(room, Infinity);
+  /** After a broker outage: every room reads what it missed from the store. Never rejects. */
+  async catchUpAll(): Promise<void> {
+    await Promise.all([...this.map.values()].map((room) => this.catchUp(room, Infinity)));
   }
 
-  private catchUp(room: LocalRoom, upTo: number): void {
+  private async catchUp(room: LocalRoom, upTo: number): Promise<void> {
     if (this.filling.has(room)) return;
     this.filling.add(room);
-    this.fill(room, room.deliveredSeq, upTo, CATCH_UP_PAGES)
-      .catch((err: Error) => this.o.log.warn({ err: err.message, room: room.key }, 'catching up from the store failed'))
-      .finally(() => this.filling.delete(room));
+    try {
+      await this.fill(room, room.deliveredSeq, upTo, CATCH_UP_PAGES);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, room: room.key }, 'catching up from the store failed');
+    } finally {
+      this.filling.delete(room);
+    }
   }
 
   /** Reads messages after `after` (up to `upTo`, at most `pages` pages) into the room. */
