@@ -123,17 +123,39 @@ export function aroundQuery(room: string, sel: Selector, limit: number): SqlQuer
 export function betweenQuery(room: string, from: Selector, to: Selector, limit: number): SqlQuery {
   const p = new Params();
   const r = p.add(room);
-  let range: string;
-  if (from.kind === to.kind) {
-    const [lo, hi] = lessThan(from, to) ? [from, to] : [to, from];
-    range = `${p.cond(lo, '>')} and ${p.cond(hi, '<')}`;
-  } else {
-    // Mixed kinds cannot be compared here; at most one orientation matches any row.
-    range = `((${p.cond(from, '>')} and ${p.cond(to, '<')}) or (${p.cond(to, '>')} and ${p.cond(from, '<')}))`;
-  }
+  if (from.kind === 'seq' && to.kind === 'time') return mixedBetween(p, r, from, to, limit);
+  if (from.kind === 'time' && to.kind === 'seq') return mixedBetween(p, r, to, from, limit);
+  const [lo, hi] = lessThan(from, to) ? [from, to] : [to, from];
   return {
-    text: `select ${COLUMNS} from messages where room = ${r} and ${range}
+    text: `select ${COLUMNS} from messages where room = ${r} and ${p.cond(lo, '>')} and ${p.cond(hi, '<')}
        order by ${orderBy('asc', from, to)} limit ${p.add(limitOf(limit))}`,
+    values: p.values,
+  };
+}
+
+/**
+ * BETWEEN a seq and a time, which cannot be compared up front: either the rows after the seq and
+ * before the time, or those after the time and before the seq. As ts is non-decreasing in seq,
+ * "ts < time" is "seq < the first seq at or after time" (and "ts > time" is "seq > the last seq
+ * at or before time"), so each side is one range of the (room, seq) index, bounded by an index
+ * lookup; at most one side has rows.
+ */
+function mixedBetween(p: Params, r: string, sel: { seq: number }, time: { time: number }, limit: number): SqlQuery {
+  const a = p.add(sel.seq);
+  const b = `to_timestamp(${p.add(time.time)}::float8 / 1000)`;
+  const l = p.add(limitOf(limit));
+  const firstAtOrAfter = `coalesce((select m.seq from messages m where m.room = ${r} and m.ts >= ${b}
+      order by m.ts, m.seq limit 1), 9223372036854775807)`;
+  const lastAtOrBefore = `coalesce((select m.seq from messages m where m.room = ${r} and m.ts <= ${b}
+      order by m.ts desc, m.seq desc limit 1), 0)`;
+  return {
+    text: `select * from (
+      (select ${COLUMNS} from messages where room = ${r} and messages.seq > ${a} and messages.seq < ${firstAtOrAfter}
+        order by messages.seq limit ${l})
+      union all
+      (select ${COLUMNS} from messages where room = ${r} and messages.seq > ${lastAtOrBefore} and messages.seq < ${a}
+        order by messages.seq limit ${l})) both_sides
+      order by seq limit ${l}`,
     values: p.values,
   };
 }
