@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -175,7 +176,11 @@ function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMess
     },
     bufferedBytes: () => socket.writableLength + ws.bufferedAmount,
     close: () => ws.close(1000),
-    destroy: () => ws.terminate(),
+    // A reset, not a close (see tcp.ts), then ws's own clean-up.
+    destroy: () => {
+      if (socket instanceof net.Socket && !socket.destroyed) socket.resetAndDestroy();
+      ws.terminate();
+    },
   };
   const s = node.connect(transport);
   const limits = node.config.limits;

@@ -20,8 +20,10 @@ export function createTcpServer(node: ChatNode): net.Server {
       close: () => {
         sock.end();
       },
+      // A reset, not a close: closing a socket whose peer reads nothing leaves its unsent data
+      // (and the socket) in the kernel for minutes.
       destroy: () => {
-        sock.destroy();
+        if (!sock.destroyed) sock.resetAndDestroy();
       },
     };
     const s = node.connect(transport);

@@ -2,7 +2,7 @@ import type { IrcMessage } from '@parley/protocol';
 import { CAP_BITS, CAP_LS } from '../caps.js';
 import type { CommandContext, Handler } from '../context.js';
 import { validNick } from '../names.js';
-import { ERR, RPL, numericLine } from '../replies.js';
+import { ERR, FAIL, RPL, numericLine } from '../replies.js';
 import type { Responder } from '../reply.js';
 import type { Session } from '../session.js';
 
@@ -81,7 +81,19 @@ async function tryRegister(ctx: CommandContext, s: Session, r: Responder): Promi
     ctx.drop(s, 'Bad password', 'password');
     return;
   }
-  if (!(await ctx.users.claim(s))) {
+  let claimed: boolean;
+  try {
+    claimed = await ctx.users.claim(s);
+  } catch (err) {
+    // Without the cluster state no nick can be claimed: say so and close, the client reconnects.
+    ctx.metrics.commandErrors.inc({ command: 'registration' });
+    ctx.log.warn({ err: (err as Error).message }, 'registration failed: cluster state unavailable');
+    ctx.fail(r, 'NICK', FAIL.TEMPORARILY_UNAVAILABLE, [s.nick]);
+    r.end();
+    ctx.drop(s, 'Cluster briefly unavailable, please reconnect', 'unavailable');
+    return;
+  }
+  if (!claimed) {
     const taken = s.nick;
     s.nick = '*';
     return ctx.num(s, r, ERR.NICKNAMEINUSE, taken);
