@@ -386,6 +386,7 @@ describe('the NICK/disconnect race', () => {
     // Each try ends with exactly one QUIT seen by the members of its channel on both instances:
     // of the old nick, or of the new one if the change went through first.
     const quitBy = { wa: new Set<number>(), wb: new Set<number>() };
+    let renamedFirst = 0; // tries whose NICK took effect before the hang-up (QUIT of the new nick)
     let allQuit: () => void = () => undefined;
     const everyQuit = new Promise<void>((r) => { allQuit = r; });
     for (const [name, w] of [['wa', wa], ['wb', wb]] as const) {
@@ -394,6 +395,7 @@ describe('the NICK/disconnect race', () => {
         const t = /^[on](\d+)$/.exec(fromNick(m));
         if (!t) return;
         quitBy[name].add(Number(t[1]));
+        if (name === 'wa' && fromNick(m).startsWith('n')) renamedFirst++;
         if (quitBy.wa.size === TRIES && quitBy.wb.size === TRIES) allQuit();
       });
     }
@@ -449,7 +451,7 @@ describe('the NICK/disconnect race', () => {
       }
     }
     const ison = await wa.request(`ISON ${Array.from({ length: 20 }, (_, i) => `n${i} o${i}`).join(' ')}`);
-    console.log(`# ${TRIES} tries in ${triedMs} ms; ghosts: ${claimed.length} nicks, ${inChannels.length} channel members`);
+    console.log(`# ${TRIES} tries in ${triedMs} ms (the NICK took effect first in ${renamedFirst}); ghosts: ${claimed.length} nicks, ${inChannels.length} channel members`);
     assert.deepEqual(claimed, [], `nicks still claimed in Redis after every connection is gone: ${claimed.slice(0, 20).join(' ')}`);
     assert.deepEqual(inChannels, [], `members still listed in channels: ${inChannels.slice(0, 20).join(' ')}`);
     assert.equal(quitsMissing, '', quitsMissing);
