@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { BaseLogger } from 'pino';
+import { TIMED_OUT, beforeDeadline, destroyConnection, openCommitConnection } from './commit-connection.js';
+import type { CommitConnection } from './commit-connection.js';
+import { CommitQueue } from './commit-queue.js';
+import type { Pending } from './commit-queue.js';
+import { APPEND_SQL, DEADLINE_PASSED, FENCE_SQL, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isUnavailableCode } from './commit-sql.js';
 import { StoreTimeoutError, StoreUnavailableError } from './errors.js';
 import type { AppendResult, NewMessage } from './store.js';
+
+export type { Pending } from './commit-queue.js';
 
 export type StoreLogger = Pick<BaseLogger, 'info' | 'warn' | 'error'>;
 
@@ -23,15 +30,6 @@ export interface StoreEvents {
    * than the margin after a commit in time (see docs/architecture.md, "Durability guarantees").
    */
   lateCommit?(shard: number, messages: NewMessage[]): void;
-}
-
-/** An append waiting for its batch: the message, when `append` was called, and its promise. */
-export interface Pending {
-  msg: NewMessage;
-  /** Date.now() at the append call: the commit timeout counts from here */
-  at: number;
-  resolve: (r: AppendResult) => void;
-  reject: (e: Error) => void;
 }
 
 export interface CommitterOptions {
@@ -59,132 +57,13 @@ function captureResolvers(resolve: (r: AppendResult) => void, reject: (e: Error)
   capturedReject = reject;
 }
 
-const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
-const MAX_ATTEMPTS = 5;
-/** raised by the `batches` trigger when a batch reaches COMMIT after its deadline */
-const DEADLINE_PASSED = 'PR001';
-const QUERY_CANCELED = '57014'; // statement_timeout
 /** below this much time left before its deadline, a message is refused rather than sent */
 const MIN_WINDOW_MS = 20;
-
-/**
- * One round trip per batch. Rooms are upserted in sorted order (so two writers lock them in the
- * same order and cannot deadlock), each room's counter moves by its row count, each input row
- * gets the next seq of its room in input order, and all rows of a room share the room's new
- * `last_ts` (the batch clock, or the previous batch's time if that is later). The counter update
- * and the inserts commit together, so a seq is never skipped nor reused by any instance.
- * A `dm:` room's participants are recorded by the batch that creates the room. The `batches`
- * row ($7, deadline $8 in ms on the shard's clock) makes COMMIT fail once the deadline passed.
- */
-const APPEND_SQL = `
-with input as (
-  select t.ord, t.room, t.source, t.command, t.target, t.body, t.tags::jsonb as tags
-  from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-       with ordinality as t(room, source, command, target, body, tags, ord)
-),
-per_room as (
-  select room, count(*)::bigint as n from input group by room
-),
-bumped as (
-  insert into rooms as r (room, last_seq, last_ts)
-  select p.room, p.n, date_trunc('milliseconds', clock_timestamp())
-  from per_room p
-  order by p.room
-  on conflict (room) do update
-    set last_seq = r.last_seq + excluded.last_seq,
-        last_ts  = greatest(r.last_ts, excluded.last_ts)
-  returning r.room, r.last_seq, r.last_ts
-),
-numbered as (
-  select i.ord, i.room, i.source, i.command, i.target, i.body, i.tags, b.last_ts as ts,
-         b.last_seq - p.n + row_number() over (partition by i.room order by i.ord) as seq
-  from input i
-  join per_room p on p.room = i.room
-  join bumped b on b.room = i.room
-),
-inserted as (
-  insert into messages (room, seq, ts, source, command, target, body, tags)
-  select room, seq, ts, source, command, target, body, tags from numbered
-),
-dm as (
-  insert into dm_members (nick, room)
-  select distinct nick, b.room
-  from bumped b
-  join per_room p on p.room = b.room
-  cross join lateral unnest(string_to_array(substr(b.room, 4), ',')) as nick
-  where b.last_seq = p.n and b.room like 'dm:%'
-  on conflict do nothing
-),
-batch as (
-  insert into batches (id, deadline) values ($7::uuid, to_timestamp($8::float8 / 1000))
-)
-select seq::float8 as seq, (extract(epoch from ts) * 1000)::float8 as time
-from numbered
-order by ord`;
-
-/**
- * Marks every listed batch id as aborted unless that batch committed. A batch still in progress
- * (a backend thawing after a freeze) is waited for by the unique index, so the answer is final:
- * the ids returned are fenced (never committed, and never will), the others committed.
- */
-const FENCE_SQL = `
-insert into batches (id, deadline, aborted)
-select unnest($1::uuid[]), 'infinity', true
-on conflict (id) do nothing
-returning id::text as id`;
-
-/** The dedicated commit connection and the shard's clock relative to this process's. */
-interface CommitConnection {
-  client: pg.Client;
-  /** shard clock minus this process's clock, ms, as measured at connect */
-  offsetMs: number;
-  /** half the round trip of that measurement: the offset's uncertainty */
-  uncertaintyMs: number;
-  dead: boolean;
-}
 
 /** A batch whose answer was lost after it was sent: committed or not, decided by the fence. */
 interface Unresolved {
   id: string;
   msgs: NewMessage[];
-}
-
-const TIMED_OUT = Symbol('timed out');
-
-/**
- * Settles with `op`, or with TIMED_OUT once `deadline` (Date.now() scale) passes first, after
- * calling `onTimeout` (which destroys the connection `op` runs on). A late settlement of `op` is
- * ignored.
- */
-function beforeDeadline<T>(op: Promise<T>, deadline: number, onTimeout: () => void): Promise<T | typeof TIMED_OUT> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      onTimeout();
-      resolve(TIMED_OUT);
-    }, Math.max(0, deadline - Date.now()));
-    op.then(
-      (v) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
-}
-
-/** SQLSTATEs that mean the server is going away or refusing work: treat the shard as down. */
-function isUnavailableCode(code: string | undefined): boolean {
-  return code !== undefined && (code.startsWith('08') || code.startsWith('53') || /^57P0[1-5]$/.test(code));
 }
 
 function asError(err: unknown): Error {
@@ -210,15 +89,13 @@ export class GroupCommitter {
   private readonly timeoutMs: number;
   /** how much earlier than D the shard stops accepting the commit: covers clock drift and the reply's trip */
   private readonly marginMs: number;
-  private readonly maxBatch: number;
   private readonly probeIntervalMs: number;
   private readonly ensureSchema: () => Promise<void>;
   private readonly onBatch: BatchListener | undefined;
   private readonly events: StoreEvents;
   private readonly logger: StoreLogger | undefined;
 
-  private queue: Pending[] = [];
-  private head = 0;
+  private readonly queue: CommitQueue;
   private inFlight = false;
   private scheduled = false;
   /** set by close(): new appends are refused, the queue still drains */
@@ -228,8 +105,8 @@ export class GroupCommitter {
   private closed: Promise<void> | undefined;
   private drainWaiters: Array<() => void> = [];
   private conn: CommitConnection | null = null;
-  /** clients being connected, so close() can abort them */
-  private readonly connecting = new Set<pg.Client>();
+  /** connections being opened, so close() can abort them */
+  private readonly connecting = new Set<CommitConnection>();
   private downState: { since: number; cause: Error } | null = null;
   private probeTimer: NodeJS.Timeout | null = null;
   private probing: Promise<void> | null = null;
@@ -244,7 +121,7 @@ export class GroupCommitter {
     this.url = opts.url;
     this.timeoutMs = Math.max(100, opts.commitTimeoutMs ?? 5000);
     this.marginMs = Math.min(1000, Math.floor(this.timeoutMs / 5));
-    this.maxBatch = opts.maxBatch ?? 1000;
+    this.queue = new CommitQueue(opts.maxBatch ?? 1000);
     this.probeIntervalMs = opts.probeIntervalMs ?? 500;
     this.ensureSchema = opts.ensureSchema;
     this.onBatch = opts.onBatch;
@@ -259,7 +136,7 @@ export class GroupCommitter {
 
   /** messages waiting for a batch (not counting the one in flight) */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.queue.length;
   }
 
   /** Queues a message for the next batch; resolves once its batch has committed. */
@@ -279,48 +156,12 @@ export class GroupCommitter {
     return p;
   }
 
-  private take(): Pending[] {
-    const available = this.queue.length - this.head;
-    if (this.head === 0 && available <= this.maxBatch) {
-      const all = this.queue;
-      this.queue = [];
-      return all;
-    }
-    const n = Math.min(this.maxBatch, available);
-    const batch = this.queue.slice(this.head, this.head + n);
-    this.head += n;
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    } else if (this.head >= 16 * this.maxBatch) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
-    return batch;
-  }
-
   /** Rejects the queued messages whose time is up: they were never sent, so that is definitive. */
   private expire(): void {
-    const latest = Date.now() + MIN_WINDOW_MS - (this.timeoutMs - this.marginMs);
-    let n = 0;
-    while (this.head + n < this.queue.length && this.queue[this.head + n]!.at < latest) n++;
-    if (n === 0) return;
-    const expired = this.queue.slice(this.head, this.head + n);
-    this.head += n;
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    }
+    const expired = this.queue.takeOlderThan(Date.now() + MIN_WINDOW_MS - (this.timeoutMs - this.marginMs));
+    if (expired.length === 0) return;
     const err = new StoreTimeoutError(this.shard, this.timeoutMs);
     for (const p of expired) p.reject(err);
-  }
-
-  /** Rejects everything queued (not the batch in flight). */
-  private rejectQueued(err: Error): void {
-    const queued = this.queue.slice(this.head);
-    this.queue = [];
-    this.head = 0;
-    for (const p of queued) p.reject(err);
   }
 
   private async flush(): Promise<void> {
@@ -331,7 +172,7 @@ export class GroupCommitter {
       return;
     }
     this.inFlight = true;
-    const batch = this.take();
+    const batch = this.queue.take();
     try {
       await this.commit(batch);
     } catch (err) {
@@ -474,42 +315,13 @@ export class GroupCommitter {
   private async connection(deadline: number): Promise<CommitConnection> {
     if (this.conn && !this.conn.dead) return this.conn;
     this.conn = null;
-    const client = new pg.Client({
-      connectionString: this.url,
-      connectionTimeoutMillis: Math.max(1, deadline - Date.now()),
-      // The server-side bound for a statement stuck on a lock or a slow disk; the batch trigger
-      // covers the commit itself.
-      statement_timeout: this.timeoutMs - this.marginMs,
-      application_name: 'parley-commit',
-      keepAlive: true,
+    const conn = await openCommitConnection({
+      url: this.url,
+      deadline,
+      statementTimeoutMs: this.timeoutMs - this.marginMs,
+      pending: this.connecting,
+      onError: (err) => this.logger?.warn({ err, shard: this.shard }, 'PostgreSQL commit connection failed'),
     });
-    const conn: CommitConnection = { client, offsetMs: 0, uncertaintyMs: 0, dead: false };
-    // A connection that fails while idle (server restart) is replaced at its next use.
-    client.on('error', (err) => {
-      if (!conn.dead) this.logger?.warn({ err, shard: this.shard }, 'PostgreSQL commit connection failed');
-      conn.dead = true;
-    });
-    this.connecting.add(client);
-    try {
-      const ready = await beforeDeadline(
-        (async () => {
-          await client.connect();
-          const sent = Date.now();
-          const r = await client.query<{ now: number }>('select (extract(epoch from clock_timestamp()) * 1000)::float8 as now');
-          const received = Date.now();
-          conn.offsetMs = r.rows[0]!.now - (sent + received) / 2;
-          conn.uncertaintyMs = (received - sent) / 2;
-        })(),
-        deadline,
-        () => this.drop(conn),
-      );
-      if (ready === TIMED_OUT) throw TIMED_OUT;
-    } catch (err) {
-      this.drop(conn);
-      throw err;
-    } finally {
-      this.connecting.delete(client);
-    }
     if (Math.abs(conn.offsetMs) > this.marginMs / 2) {
       this.logger?.warn({ shard: this.shard, offsetMs: Math.round(conn.offsetMs) }, 'shard clock differs from this instance; commit deadlines are converted');
     }
@@ -521,11 +333,10 @@ export class GroupCommitter {
     return conn;
   }
 
-  /** Destroys the socket at once (a graceful end would wait for a hung server). */
+  /** Destroys the connection at once (a graceful end would wait for a hung server). */
   private drop(conn: CommitConnection): void {
-    conn.dead = true;
     if (this.conn === conn) this.conn = null;
-    conn.client.connection.stream.destroy();
+    destroyConnection(conn);
   }
 
   /** Enters the down state (once) and starts probing. */
@@ -534,7 +345,8 @@ export class GroupCommitter {
     this.downState = { since: Date.now(), cause };
     this.logger?.warn({ shard: this.shard, err: cause }, 'shard down: failing its appends at once until it answers');
     this.emit(() => this.events.shardDown?.(this.shard, cause));
-    this.rejectQueued(new StoreUnavailableError(this.shard, cause));
+    const err = new StoreUnavailableError(this.shard, cause);
+    for (const p of this.queue.takeAll()) p.reject(err);
     this.scheduleProbe();
   }
 
@@ -608,7 +420,7 @@ export class GroupCommitter {
     this.stopped = true;
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = null;
-    for (const c of this.connecting) c.connection.stream.destroy();
+    for (const c of this.connecting) destroyConnection(c);
     await this.probing;
     if (this.unresolved.length > 0) {
       this.logger?.warn({ shard: this.shard, batches: this.unresolved.map((b) => b.id) }, 'closing with batches of unknown outcome');

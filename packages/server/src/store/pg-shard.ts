@@ -49,6 +49,7 @@ export interface PgShardOptions {
 /** Rows of `batches` older than this are deleted: a lost batch is settled long before. */
 const BATCH_ROWS_KEPT = "interval '1 hour'";
 const PRUNE_EVERY_MS = 10 * 60_000;
+const MIGRATION_STEP_MS = 60_000;
 
 /**
  * One PostgreSQL shard: a group committer with a connection of its own, and a pool of
@@ -65,11 +66,12 @@ export class PgShard {
   private closed: Promise<void> | null = null;
   private migrated: Promise<void> | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
+  private readonly readTimeoutMs: number;
 
   constructor(opts: PgShardOptions) {
     this.info = opts.info;
     this.logger = opts.logger;
-    const readTimeoutMs = opts.readTimeoutMs ?? 5000;
+    const readTimeoutMs = (this.readTimeoutMs = opts.readTimeoutMs ?? 5000);
     this.pool = new pg.Pool({
       connectionString: opts.info.url,
       max: Math.max(1, opts.info.poolSize - 1),
@@ -96,10 +98,22 @@ export class PgShard {
     });
   }
 
-  /** Applies migrations once; a failure is not remembered, so the next call tries again. */
+  /**
+   * Applies migrations once; a failure is not remembered, so the next call tries again. They run
+   * on a connection of their own with a longer bound than reads (MIGRATION_STEP_MS per statement:
+   * a migration may build an index), so a hung shard still fails the start instead of hanging it.
+   */
   start(): Promise<void> {
     if (!this.migrated) {
-      this.migrated = migrate(this.pool).then(
+      const pool = new pg.Pool({
+        connectionString: this.info.url,
+        max: 1,
+        connectionTimeoutMillis: this.readTimeoutMs,
+        query_timeout: MIGRATION_STEP_MS,
+        application_name: 'parley-migrate',
+      });
+      pool.on('error', () => {}); // an idle connection failing between the steps: the migration reports it
+      this.migrated = migrate(pool).finally(() => pool.end()).then(
         (applied) => {
           if (applied.length > 0) this.logger?.info({ shard: this.info.id, applied }, 'shard schema migrated');
           this.schedulePrune();
@@ -146,7 +160,13 @@ export class PgShard {
     const down = this.committer.down;
     if (down) throw new StoreUnavailableError(this.info.id, down);
     await this.start();
-    return (await this.pool.query<T>(q.text, q.values)).rows;
+    try {
+      return (await this.pool.query<T>(q.text, q.values)).rows;
+    } catch (err) {
+      // No answer from the server (refused, broken, timed out): say so in the store's terms.
+      if (err instanceof pg.DatabaseError) throw err;
+      throw new StoreUnavailableError(this.info.id, err);
+    }
   }
 
   private async messages(q: SqlQuery): Promise<StoredMessage[]> {

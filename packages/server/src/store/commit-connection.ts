@@ -1,0 +1,106 @@
+import pg from 'pg';
+
+/** The dedicated commit connection of a shard, and the shard's clock relative to this process's. */
+export interface CommitConnection {
+  client: pg.Client;
+  /** shard clock minus this process's clock, ms, as measured at connect */
+  offsetMs: number;
+  /** half the round trip of that measurement: the offset's uncertainty */
+  uncertaintyMs: number;
+  dead: boolean;
+}
+
+export const TIMED_OUT = Symbol('timed out');
+
+/**
+ * Settles with `op`, or with TIMED_OUT once `deadline` (Date.now() scale) passes first, after
+ * calling `onTimeout` (which destroys the connection `op` runs on). A late settlement of `op` is
+ * ignored.
+ */
+export function beforeDeadline<T>(op: Promise<T>, deadline: number, onTimeout: () => void): Promise<T | typeof TIMED_OUT> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      onTimeout();
+      resolve(TIMED_OUT);
+    }, Math.max(0, deadline - Date.now()));
+    op.then(
+      (v) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+/** Destroys the socket at once: a graceful end would wait for a hung server. */
+export function destroyConnection(conn: CommitConnection): void {
+  conn.dead = true;
+  conn.client.connection.stream.destroy();
+}
+
+export interface OpenOptions {
+  url: string;
+  /** Date.now() by which the connection must be ready, else it is destroyed and TIMED_OUT thrown */
+  deadline: number;
+  /** the server-side bound of every statement on it */
+  statementTimeoutMs: number;
+  /** holds the connection while it connects, so that a closing owner can destroy it */
+  pending: Set<CommitConnection>;
+  /** an error of the connection while it was alive (it is dead afterwards) */
+  onError: (err: Error) => void;
+}
+
+/**
+ * Connects and measures the shard's clock offset (one round trip) before `deadline`. Rejects with
+ * TIMED_OUT, or with the connection's error.
+ */
+export async function openCommitConnection(o: OpenOptions): Promise<CommitConnection> {
+  const client = new pg.Client({
+    connectionString: o.url,
+    connectionTimeoutMillis: Math.max(1, o.deadline - Date.now()),
+    // The server-side bound for a statement stuck on a lock or a slow disk; the batch trigger
+    // covers the commit itself.
+    statement_timeout: o.statementTimeoutMs,
+    application_name: 'parley-commit',
+    keepAlive: true,
+  });
+  const conn: CommitConnection = { client, offsetMs: 0, uncertaintyMs: 0, dead: false };
+  // A connection that fails while idle (server restart) is replaced at its next use.
+  client.on('error', (err) => {
+    if (!conn.dead) o.onError(err);
+    conn.dead = true;
+  });
+  o.pending.add(conn);
+  try {
+    const ready = await beforeDeadline(
+      (async () => {
+        await client.connect();
+        const sent = Date.now();
+        const r = await client.query<{ now: number }>('select (extract(epoch from clock_timestamp()) * 1000)::float8 as now');
+        const received = Date.now();
+        conn.offsetMs = r.rows[0]!.now - (sent + received) / 2;
+        conn.uncertaintyMs = (received - sent) / 2;
+      })(),
+      o.deadline,
+      () => destroyConnection(conn),
+    );
+    if (ready === TIMED_OUT) throw TIMED_OUT;
+  } catch (err) {
+    destroyConnection(conn);
+    throw err;
+  } finally {
+    o.pending.delete(conn);
+  }
+  return conn;
+}
