@@ -65,7 +65,7 @@ function p99(xs: number[]): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)]!;
 }
 
-/** Resolves the first time `pred` holds for an emitted value. */
+/** Each `next()` resolves with the next value fired after it was called. */
 function signal<T>(): { fire: (v: T) => void; next: () => Promise<T> } {
   let waiters: Array<(v: T) => void> = [];
   return {
