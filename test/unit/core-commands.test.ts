@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseMsgid } from '@parley/protocol';
 import { COMMANDS } from '../../packages/server/src/core/commands/table.js';
+import { StoreUnavailableError } from '../../packages/server/src/store/errors.js';
 import { kinds, TestCluster, type TestClient } from './support/core.js';
 
 let cluster: TestCluster;
@@ -328,7 +329,7 @@ describe('messages', () => {
     assert.equal((await bSees).tags['+draft/reply'], 'x1');
   });
 
-  it('answers FAIL MESSAGE_ERROR when the store refuses, delivering nothing', async () => {
+  it('answers FAIL MESSAGE_ERROR when the store refuses, SHARD_UNAVAILABLE when the shard is down, delivering nothing', async () => {
     const chan = fresh('#fail');
     const a = await cluster.client(0, fresh('fa'));
     const b = await cluster.client(1, fresh('fb'));
@@ -341,9 +342,16 @@ describe('messages', () => {
     } finally {
       cluster.store.setFault(null);
     }
+    cluster.store.setFault((m) => (m.room === chan ? new StoreUnavailableError(3) : null));
+    try {
+      const res = await a.cmd(`PRIVMSG ${chan} :down`);
+      assert.deepEqual(res.map((m) => m.params.slice(0, 3)), [['PRIVMSG', 'SHARD_UNAVAILABLE', chan]]);
+    } finally {
+      cluster.store.setFault(null);
+    }
     await a.cmd(`PRIVMSG ${chan} :kept`);
     await b.seen((m) => text(m) === 'kept');
-    assert.ok(!b.messages.some((m) => text(m) === 'lost'));
+    assert.ok(!b.messages.some((m) => text(m) === 'lost' || text(m) === 'down'));
   });
 });
 

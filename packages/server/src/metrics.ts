@@ -35,6 +35,8 @@ export class Metrics {
   readonly busDropped = new Counter({ name: 'parley_bus_dropped_total', help: 'Payloads dropped from the retry outbox (broker unreachable too long); receivers fill from the store', registers: [this.registry] });
   readonly busRetryBytes = new Gauge({ name: 'parley_bus_retry_bytes', help: 'Payload bytes kept for a retry while the broker is unreachable', registers: [this.registry] });
   readonly gapFills = new Counter({ name: 'parley_gap_fills_total', help: 'Messages delivered from the store because they did not arrive from the broker', registers: [this.registry] });
+  readonly shardsDown = new Gauge({ name: 'parley_shards_down', help: 'Shards this instance currently treats as down (appends and reads to their rooms fail at once)', registers: [this.registry] });
+  readonly lateCommits = new Counter({ name: 'parley_store_late_commits_total', help: 'Messages answered with an error that their shard committed after all (expected 0)', registers: [this.registry] });
   readonly commandErrors = new Counter({ name: 'parley_command_errors_total', help: 'Commands that failed unexpectedly (answered FAIL ... INTERNAL_ERROR or TEMPORARILY_UNAVAILABLE)', labelNames: ['command'] as const, registers: [this.registry] });
   readonly uncaughtErrors = new Counter({ name: 'parley_uncaught_errors_total', help: 'Errors that reached the process-level handlers (unhandled rejections, uncaught exceptions)', labelNames: ['kind'] as const, registers: [this.registry] });
 

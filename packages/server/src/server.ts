@@ -94,6 +94,20 @@ export class ParleyServer {
         this.metrics.persistBatchSize.observe(rows);
         this.metrics.persistLatency.observe(ms / 1000);
       },
+      events: {
+        shardDown: (shard, cause) => {
+          this.metrics.shardsDown.inc();
+          this.log.warn({ shard, err: cause.message }, 'shard down: its rooms fail at once until it answers');
+        },
+        shardUp: (shard, downMs) => {
+          this.metrics.shardsDown.dec();
+          this.log.info({ shard, downMs }, 'shard back');
+        },
+        lateCommit: (shard, messages) => {
+          this.metrics.lateCommits.inc(messages.length);
+          this.log.error({ shard, messages: messages.length }, 'messages answered with an error were committed after all');
+        },
+      },
     });
     try {
       await this.store.start();

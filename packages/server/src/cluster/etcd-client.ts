@@ -1,10 +1,12 @@
-import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 
 /**
  * An etcd client for an instance. The etcd3 default opens a per-host circuit breaker for 5 s
  * after three failures, so for 5 s after etcd comes back every call is refused (a JOIN to a new
- * room could not pin its shard). Here the breaker tries again after half a second.
+ * room could not pin its shard). Here the breaker tries again after half a second, and a watch
+ * reconnects at least every second (the default backoff grows to 30 s, so a configuration change
+ * made after an etcd restart could go unapplied that long).
  */
 export function createEtcdClient(hosts: string[]): Etcd3 {
   const recoverable = handleWhen(isRecoverableError);
@@ -14,6 +16,7 @@ export function createEtcdClient(hosts: string[]): Etcd3 {
     faultHandling: {
       host: () => circuitBreaker(recoverable, { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
       global: retry(recoverable, { maxAttempts: 3 }),
+      watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }).next(),
     },
   });
 }

@@ -77,13 +77,16 @@ export class EtcdRegistry {
   async watch(): Promise<void> {
     const cfg = await this.client.watch().key(this.configKey).create();
     const reread = () => {
-      this.client.get(this.configKey).string().then(
-        (text) => this.applyConfig(text),
+      this.client.get(this.configKey).exec().then(
+        (res) => {
+          const kv = res.kvs[0];
+          this.applyConfig(kv ? kv.value.toString() : null, kv ? kv.mod_revision : res.header.revision);
+        },
         (err: Error) => this.log.warn({ err: err.message }, 'config re-read failed'),
       );
     };
-    cfg.on('put', (kv) => this.applyConfig(kv.value.toString()));
-    cfg.on('delete', () => this.applyConfig(null));
+    cfg.on('put', (kv) => this.applyConfig(kv.value.toString(), kv.mod_revision));
+    cfg.on('delete', (kv) => this.applyConfig(null, kv.mod_revision));
     // After a reconnect the watch resumes from its last revision, but re-reading is cheap and
     // closes any window.
     cfg.on('connected', reread);
@@ -97,12 +100,20 @@ export class EtcdRegistry {
     this.watchers.push(cfg, inst);
   }
 
-  private applyConfig(text: string | null): void {
+  /**
+   * Applies the configuration of etcd revision `revision`. Every revision seen is logged, changed
+   * or not ('cluster configuration changed' / 'cluster configuration unchanged', with the
+   * revision), in the tick it takes effect: tests and operators can wait for their own put.
+   */
+  private applyConfig(text: string | null, revision: string): void {
     const next = this.parseOrKeep(text, 'watch');
-    if (JSON.stringify(next) === JSON.stringify(this.config)) return;
+    if (JSON.stringify(next) === JSON.stringify(this.config)) {
+      this.log.info({ revision: Number(revision) }, 'cluster configuration unchanged');
+      return;
+    }
     this.config = next;
-    this.log.info('cluster configuration changed');
     this.events.config(next);
+    this.log.info({ revision: Number(revision) }, 'cluster configuration changed');
   }
 
   async register(rec: InstanceRecord): Promise<void> {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
 import type { MessageStore } from '../store/store.js';
+import { StoreUnavailableError } from '../store/errors.js';
 import type { Admission, Refusal } from './admission.js';
 import type { ClusterBus } from './bus.js';
 import { topics, type DirectEnvelope } from './envelope.js';
@@ -135,10 +136,13 @@ export class Messaging {
     return false;
   }
 
+  /** The store refused: a definitive answer (the message is not in history and never will be). */
   private notStored(p: Post, room: string, display: string, r: Responder, err: unknown): void {
     this.o.metrics.messagesFailed.inc();
-    this.o.log.error({ err: (err as Error).message, room }, 'message could not be stored');
-    r.send(failLine(this.o.serverName, p.command, FAIL.MESSAGE_ERROR, [display]));
+    const down = err instanceof StoreUnavailableError;
+    if (down) this.o.log.debug({ err: err.message, room }, 'message refused: shard down');
+    else this.o.log.error({ err: (err as Error).message, room }, 'message could not be stored');
+    r.send(failLine(this.o.serverName, p.command, down ? FAIL.SHARD_UNAVAILABLE : FAIL.MESSAGE_ERROR, [display]));
   }
 
   /** A numeric refusal; NOTICE never gets one. */

@@ -101,6 +101,8 @@ export const FAIL = {
   /** a cluster service this command needs (Redis) is unreachable right now */
   TEMPORARILY_UNAVAILABLE: fail('TEMPORARILY_UNAVAILABLE', 'The cluster is briefly unavailable, try again'),
   MESSAGE_ERROR: fail('MESSAGE_ERROR', 'Message could not be stored, it was not delivered; try again'),
+  /** the room's shard is down: nothing was stored or delivered */
+  SHARD_UNAVAILABLE: fail('SHARD_UNAVAILABLE', 'The message store of this room is unavailable, the message was not stored; try again later'),
   RATE_LIMITED: fail('RATE_LIMITED', 'Server busy: message not stored, retry later'),
   INVALID_PARAMS: fail('INVALID_PARAMS', 'Invalid parameters'),
   INVALID_TARGET: fail('INVALID_TARGET', 'Invalid target'),
