@@ -35,3 +35,18 @@ export {
   type ShardPlan,
   type FrontDoorPlan,
 } from './plan.js';
+export {
+  QOS_CLASS_NAME,
+  QOS_COUNTERS,
+  QosClassNameSchema,
+  QosClassSchema,
+  PostgresSettingsSchema,
+  BUILTIN_DEFAULT_CLASS,
+  DEFAULT_CLASS_NAME,
+  resolveQosClass,
+  zeroCounts,
+  type QosClass,
+  type QosCounter,
+  type QosCounts,
+  type PostgresSettings,
+} from './qos.js';

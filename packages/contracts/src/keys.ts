@@ -20,6 +20,9 @@ export interface EtcdKeys {
   readonly rooms: string;
   /** the room's name URL-encoded (`#rust` → `/parley/rooms/%23rust`), so any name is one segment */
   room(name: string): string;
+  /** `/<prefix>/qos/classes/`: one `QosClass` per name */
+  readonly qosClasses: string;
+  qosClass(name: string): string;
   /** `/<prefix>/hosts/`: per-host data */
   readonly hosts: string;
   /** `/<prefix>/hosts/<host>/plan`: what that host's agent runs (`HostPlanSchema`) */
@@ -35,6 +38,7 @@ export type KeyRef =
   | { kind: 'shard'; id: number }
   | { kind: 'room'; room: string }
   | { kind: 'hostPlan'; host: string }
+  | { kind: 'qosClass'; name: string }
   | { kind: 'invalid'; reason: string }
   | { kind: 'other' };
 
@@ -53,6 +57,7 @@ export function etcdKeys(prefix: string): EtcdKeys {
   const shards = `${root}shards/`;
   const rooms = `${root}rooms/`;
   const hosts = `${root}hosts/`;
+  const qosClasses = `${root}qos/classes/`;
   return {
     root,
     config: `${root}config`,
@@ -62,6 +67,8 @@ export function etcdKeys(prefix: string): EtcdKeys {
     shard: (id) => shards + String(id),
     rooms,
     room: (room) => rooms + encodeURIComponent(room),
+    qosClasses,
+    qosClass: (name) => qosClasses + name,
     hosts,
     hostPlan: (host) => `${hosts}${host}/plan`,
     parse: (key) => (key.startsWith(root) ? parseRelative(key.slice(root.length)) : undefined),
@@ -88,5 +95,6 @@ function parseRelative(rel: string): KeyRef {
     }
   }
   if (segs.length === 3 && head === 'hosts' && second && segs[2] === 'plan') return { kind: 'hostPlan', host: second };
+  if (segs.length === 3 && head === 'qos' && second === 'classes' && segs[2]) return { kind: 'qosClass', name: segs[2] };
   return { kind: 'other' };
 }

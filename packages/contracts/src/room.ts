@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { QosClassNameSchema } from './qos.js';
 
 /**
  * `/<prefix>/rooms/<url-encoded room>`: the room's shard pin, written once by the first instance
@@ -8,6 +9,8 @@ import { z } from 'zod';
 export const RoomPinSchema = z.looseObject({
   /** the shard holding the room's history; absent until the room is first resolved */
   shard: z.number().int().nonnegative().optional(),
+  /** the room's own QoS class (overrides its shard's); see qos.ts */
+  qos: QosClassNameSchema.optional(),
 });
 
 export type RoomPin = z.infer<typeof RoomPinSchema>;

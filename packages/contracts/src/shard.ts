@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Etcd3 } from 'etcd3';
 import { z } from 'zod';
+import { QosClassNameSchema } from './qos.js';
 import { etcdKeys } from './keys.js';
 import { describeZodError } from './util.js';
 
@@ -17,6 +18,8 @@ export const ShardEntrySchema = z.looseObject({
   poolSize: z.number().int().min(1).max(100).optional(),
   /** `draining`: no new rooms go there; absent = `active` */
   state: z.enum(['active', 'draining']).optional(),
+  /** the QoS class of the shard and (unless they override it) of its rooms; see qos.ts */
+  qos: QosClassNameSchema.optional(),
 });
 
 export type ShardEntry = z.infer<typeof ShardEntrySchema>;
