@@ -41,7 +41,6 @@ export {
   QosClassNameSchema,
   QosClassSchema,
   PostgresSettingsSchema,
-  BUILTIN_DEFAULT_CLASS,
   DEFAULT_CLASS_NAME,
   resolveQosClass,
   zeroCounts,

@@ -7,9 +7,10 @@ import { z } from 'zod';
  * opens to it, and the PostgreSQL settings the agent starts it with.
  *
  * Which class applies: a room's own override (`qos` in its `/rooms/<room>` entry), else its shard's
- * class (`qos` in the `/shards/<n>` entry), else the class named `default` — and when no class
- * named `default` exists, `BUILTIN_DEFAULT_CLASS`. A class that is named but missing counts as
- * `default` (and is reported by the API).
+ * class (`qos` in the `/shards/<n>` entry), else the class named `default`. When the cluster has no
+ * class named `default`, such a room has no limit (a cluster without QoS classes behaves as before
+ * QoS existed; the only protection is the store backlog). A class that is named but missing counts
+ * as `default` (and is reported by the API).
  */
 
 export const QOS_CLASS_NAME = /^[a-z0-9][a-z0-9_-]{0,39}$/;
@@ -55,9 +56,6 @@ export const QosClassSchema = z
 
 export type QosClass = z.infer<typeof QosClassSchema>;
 
-/** What a room gets when the cluster defines no class named `default`. */
-export const BUILTIN_DEFAULT_CLASS: QosClass = { rate: 100, burst: 200 };
-
 export const DEFAULT_CLASS_NAME = 'default';
 
 /** Counters kept per room and per shard, cluster-wide. */
@@ -68,18 +66,18 @@ export type QosCounts = Record<QosCounter, number>;
 export const zeroCounts = (): QosCounts => ({ accepted: 0, refusedQos: 0, refusedBacklog: 0, failed: 0 });
 
 /**
- * The class of a room: its override, else its shard's, else `default`, else the built-in default.
- * `classes` maps names to classes.
+ * The class of a room: its override, else its shard's, else `default`; `cls` null = no class
+ * applies (no `default` defined): no limit. `classes` maps names to classes.
  */
 export function resolveQosClass(
   classes: ReadonlyMap<string, QosClass>,
   roomOverride: string | undefined,
   shardClass: string | undefined,
-): { name: string; cls: QosClass } {
+): { name: string; cls: QosClass | null } {
   for (const name of [roomOverride, shardClass]) {
     if (name === undefined) continue;
     const cls = classes.get(name);
     if (cls) return { name, cls };
   }
-  return { name: DEFAULT_CLASS_NAME, cls: classes.get(DEFAULT_CLASS_NAME) ?? BUILTIN_DEFAULT_CLASS };
+  return { name: DEFAULT_CLASS_NAME, cls: classes.get(DEFAULT_CLASS_NAME) ?? null };
 }
