@@ -97,7 +97,7 @@ describe('result files', () => {
     assert.match(failure(edited((x) => { x.totals.acked = -1; })), /^totals\.acked: expected a count \(0 or more\)$/);
     assert.match(failure(edited((x) => { x.totals.lost = 1.5; })), /^totals\.lost: expected a whole number$/);
     assert.match(failure(edited((x) => { delete x.timeline[3].ack.p99; })), /^timeline\[3\]\.ack\.p99: /);
-    assert.match(failure(edited((x) => { x.target.kind = 'irc'; })), /^target\.kind: /);
+    assert.match(failure(edited((x) => { x.target.kind = 'xmpp'; })), /^target\.kind: /);
     assert.match(failure(edited((x) => { x.startedAt = 'yesterday'; })), /^startedAt: not a date/);
     assert.match(failure(edited((x) => { x.rooms[0].room = 5; })), /^rooms\[0\]\.room: /);
     assert.match(failure(edited((x) => { x.latency.deliver.p999 = null; })), /^latency\.deliver\.p999: /);
