@@ -29,6 +29,10 @@ export interface IrcClientOptions {
   port?: number;
   /** WebSocket path, default '/'. */
   path?: string;
+  /** WebSocket subprotocols offered in the handshake; default [WS_SUBPROTOCOL] (Node 'ws' transport) */
+  wsProtocols?: string[];
+  /** Origin header of the WebSocket handshake (some servers, e.g. InspIRCd, refuse one without) */
+  origin?: string;
   nick: string;
   /** Default: the nick. */
   user?: string;

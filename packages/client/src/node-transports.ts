@@ -61,6 +61,10 @@ export class TcpTransport implements IrcTransport {
 export interface NodeWebSocketOptions extends NodeTransportOptions {
   /** Default '/'. */
   path?: string | undefined;
+  /** Subprotocols offered; default [WS_SUBPROTOCOL]. */
+  protocols?: string[] | undefined;
+  /** Origin header of the handshake; none by default. */
+  origin?: string | undefined;
 }
 
 export class NodeWebSocketTransport implements IrcTransport {
@@ -70,10 +74,11 @@ export class NodeWebSocketTransport implements IrcTransport {
 
   open(h: TransportHandler): void {
     if (this.ws !== null) throw new Error('transport already opened');
-    const { host, port, path, localAddress } = this.opts;
-    const ws = new WebSocket(wsUrl(host, port, path), WS_SUBPROTOCOL, {
+    const { host, port, path, localAddress, protocols, origin } = this.opts;
+    const ws = new WebSocket(wsUrl(host, port, path), protocols ?? WS_SUBPROTOCOL, {
       perMessageDeflate: false,
       ...(localAddress !== undefined ? { localAddress } : {}),
+      ...(origin !== undefined ? { origin } : {}),
     });
     this.ws = ws;
     ws.on('open', () => {

@@ -11,6 +11,6 @@ export class IrcClient extends CoreIrcClient {
     const { host, port, localAddress } = opts;
     if (host === undefined || port === undefined) throw new IrcClientError(`transport '${name}' needs host and port`);
     if (name === 'tcp') return new TcpTransport({ host, port, localAddress });
-    return new NodeWebSocketTransport({ host, port, localAddress, path: opts.path });
+    return new NodeWebSocketTransport({ host, port, localAddress, path: opts.path, protocols: opts.wsProtocols, origin: opts.origin });
   }
 }

@@ -1,5 +1,5 @@
 import { type IrcMessage } from '@parley/protocol';
-import { IrcClient } from '@parley/client';
+import { IrcClient, type IrcClientOptions } from '@parley/client';
 import type { Connection, Driver, DriverSink, OpenSpec } from './driver.js';
 
 /*
@@ -61,9 +61,8 @@ class IrcConnection implements Connection {
 }
 
 export function ircDriver(transport: 'tcp' | 'ws', kind: 'parley' | 'irc' = 'parley'): Driver {
-  // Spread, not written inline: IrcClientOptions gains wsProtocols/origin with the client's
-  // injected transports; until then a peer that needs them fails the handshake (see below).
-  const peerWs: object = kind === 'irc' && transport === 'ws' ? PEER_WS : {};
+  // Another server's WebSocket may want its own subprotocol and an Origin header (InspIRCd 3).
+  const peerWs: Partial<IrcClientOptions> = kind === 'irc' && transport === 'ws' ? PEER_WS : {};
   return {
     kind,
     transport,
