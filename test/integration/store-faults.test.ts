@@ -227,7 +227,7 @@ describe('message store under shard faults', { timeout: 240_000 }, () => {
     const dir = new StaticShardDirectory(shards);
     const watch = watchEvents();
     const store = track(new ShardedStore({ directory: dir, events: watch.events }));
-    await store.start();
+    await store.migrateAll();
     const rooms = await roomsOn(dir, 0, '#frozen', 6);
     const [locked, ...busy] = rooms as [string, ...string[]];
     const [elsewhere] = await roomsOn(dir, 1, '#healthy', 1);
@@ -328,7 +328,7 @@ describe('message store under shard faults', { timeout: 240_000 }, () => {
     const watch = watchEvents();
     const timeoutMs = 1000;
     const store = track(new ShardedStore({ directory: dir, events: watch.events, commitTimeoutMs: timeoutMs, probeIntervalMs: 100 }));
-    await store.start();
+    await store.migrateAll();
     const rooms = Array.from({ length: 8 }, (_, i) => `#busy${i}`);
     const sent: Sent[] = [];
     let n = 0;
@@ -374,7 +374,7 @@ describe('message store under shard faults', { timeout: 240_000 }, () => {
     const dir = new StaticShardDirectory([{ id: 0, url, poolSize: 3 }]);
     const watch = watchEvents();
     const store = track(new ShardedStore({ directory: dir, events: watch.events }));
-    await store.start();
+    await store.migrateAll();
     const sent: Sent[] = [];
     const wave = (tag: string, per: number): Sent[] => {
       const w = ['#k0', '#k1'].flatMap((room) => Array.from({ length: per }, (_, i) => send(store, room, `${tag} ${i}`)));

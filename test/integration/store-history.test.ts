@@ -69,7 +69,7 @@ describe('history on a 200k-message room', { timeout: 240_000 }, () => {
     svc = await startServices({ etcd: false, redis: false, postgres: true });
     url = await svc.postgres!.createDatabase(uniqueName('history'));
     const store = new ShardedStore({ directory: new StaticShardDirectory([{ id: 0, url, poolSize: 2 }]) });
-    await store.start(); // the schema
+    await store.migrateAll(); // the schema
     await store.close();
     admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -145,7 +145,7 @@ describe('history on a 200k-message room', { timeout: 240_000 }, () => {
   test('50 concurrent history readers do not hold up appends on the same shard', async (t) => {
     const store = new ShardedStore({ directory: new StaticShardDirectory([{ id: 0, url, poolSize: 4 }]) });
     open.push(store);
-    await store.start();
+    await store.migrateAll();
     let n = 0;
     /** latencies of `count` appends to '#live', one after the other */
     const appends = async (count: number): Promise<number[]> => {

@@ -175,10 +175,10 @@ describe('message store', { timeout: 120_000 }, () => {
     const shard = { id: 0, url, poolSize: 2 };
     const a = storeOn([shard]);
     const b = storeOn([shard]);
-    await Promise.all([a.start(), b.start()]);
-    await a.start();
+    await Promise.all([a.migrateAll(), b.migrateAll()]);
+    await a.migrateAll();
     const c = storeOn([shard]);
-    await c.start();
+    await c.migrateAll();
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     try {
       assert.deepEqual(await migrate(pool), []);

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { StoreLogger } from './events.js';
 
 /** The dedicated commit connection of a shard, and the shard's clock relative to this process's. */
 export interface CommitConnection {
@@ -103,4 +104,88 @@ export async function openCommitConnection(o: OpenOptions): Promise<CommitConnec
     o.pending.delete(conn);
   }
   return conn;
+}
+
+export interface SlotOptions {
+  shard: number;
+  url: string;
+  /** the server-side bound of every statement on the connection */
+  statementTimeoutMs: number;
+  /** a measured clock offset above this is logged (it is converted either way) */
+  offsetWarnMs: number;
+  /** called each time a new connection is ready (the owner starts its idle clock) */
+  onOpen?: () => void;
+  logger?: StoreLogger | undefined;
+}
+
+/**
+ * The one commit connection of a shard: opened on demand, replaced when it broke, ended when the
+ * owner finds it idle (and opened again by the next use), destroyed for good by `close`.
+ */
+export class CommitSlot {
+  private conn: CommitConnection | null = null;
+  /** connections being opened, so close() can abort them */
+  private readonly connecting = new Set<CommitConnection>();
+  private closed = false;
+
+  constructor(private readonly o: SlotOptions) {}
+
+  /** a live connection is held (or being opened) */
+  get open(): boolean {
+    return (this.conn !== null && !this.conn.dead) || this.connecting.size > 0;
+  }
+
+  /** The open connection, or a new one ready before `deadline` (rejects with TIMED_OUT). */
+  async get(deadline: number): Promise<CommitConnection> {
+    if (this.conn && !this.conn.dead) return this.conn;
+    this.conn = null;
+    if (this.closed) throw new Error(`shard ${this.o.shard} is closed`);
+    const conn = await openCommitConnection({
+      url: this.o.url,
+      deadline,
+      statementTimeoutMs: this.o.statementTimeoutMs,
+      pending: this.connecting,
+      onError: (err) => this.o.logger?.warn({ err, shard: this.o.shard }, 'PostgreSQL commit connection failed'),
+    });
+    if (Math.abs(conn.offsetMs) > this.o.offsetWarnMs) {
+      this.o.logger?.warn({ shard: this.o.shard, offsetMs: Math.round(conn.offsetMs) }, 'shard clock differs from this instance; commit deadlines are converted');
+    }
+    if (this.closed) {
+      destroyConnection(conn);
+      throw new Error(`shard ${this.o.shard} is closed`);
+    }
+    this.conn = conn;
+    this.o.onOpen?.();
+    return conn;
+  }
+
+  /** Destroys the connection at once (a graceful end would wait for a hung server). */
+  drop(conn: CommitConnection): void {
+    if (this.conn === conn) this.conn = null;
+    destroyConnection(conn);
+  }
+
+  /**
+   * Ends the held connection gracefully, destroying it if the server does not answer within a
+   * second. The slot stays usable: the next `get` opens a new connection.
+   */
+  async end(): Promise<void> {
+    const conn = this.conn;
+    this.conn = null;
+    if (!conn || conn.dead) return;
+    conn.dead = true;
+    await beforeDeadline(conn.client.end(), Date.now() + 1000, () => destroyConnection(conn)).catch(() => undefined);
+  }
+
+  /** Aborts connections being opened; `get` fails from now on. */
+  abort(): void {
+    this.closed = true;
+    for (const c of this.connecting) destroyConnection(c);
+  }
+
+  /** `abort`, then ends the held connection. */
+  async close(): Promise<void> {
+    this.abort();
+    await this.end();
+  }
 }

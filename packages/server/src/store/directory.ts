@@ -4,8 +4,10 @@ export interface ShardInfo {
   id: number;
   /** libpq-style connection URL */
   url: string;
-  /** connections this instance may open to the shard */
+  /** connections this instance may open to the shard: the entry's, else the instance's default */
   poolSize: number;
+  /** the shard's QoS class (`qos` of its entry), when it names one */
+  qos?: string;
 }
 
 /**

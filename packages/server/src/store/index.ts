@@ -14,7 +14,7 @@ export { PgShard } from './pg-shard.js';
 export type { BatchListener, PgShardOptions, StoreEvents, StoreLogger } from './pg-shard.js';
 export { StoreError, StoreTimeoutError, StoreUnavailableError } from './errors.js';
 export { ShardedStore } from './sharded-store.js';
-export type { ShardedStoreOptions } from './sharded-store.js';
+export type { ConnectionCount, ShardedStoreOptions } from './sharded-store.js';
 export { StaticShardDirectory, fnv1a32, pickShard } from './static-directory.js';
 export { EtcdShardDirectory, ShardEntrySchema } from './etcd-directory.js';
 export type { EtcdShardDirectoryOptions, ShardEntry } from './etcd-directory.js';

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { ShardInfo } from './directory.js';
 import { GroupCommitter } from './committer.js';
-import type { BatchListener, StoreEvents, StoreLogger } from './committer.js';
+import type { BatchListener, StoreEvents, StoreLogger } from './events.js';
 import { StoreUnavailableError } from './errors.js';
 import {
   aroundQuery,
@@ -26,7 +26,8 @@ import type {
   TargetActivity,
 } from './store.js';
 
-export type { BatchListener, Pending, StoreEvents, StoreLogger } from './committer.js';
+export type { Pending } from './committer.js';
+export type { BatchListener, StoreEvents, StoreLogger } from './events.js';
 
 export interface PgShardOptions {
   info: ShardInfo;
@@ -44,6 +45,16 @@ export interface PgShardOptions {
   readTimeoutMs?: number;
   /** pause between probes of a shard that is down (default 500) */
   probeIntervalMs?: number;
+  /**
+   * The commit connection is closed after this many ms without an append, a read connection
+   * after this many ms unused (default 60000; 0 = never). The next use opens them again.
+   */
+  idleMs?: number;
+  /**
+   * Connections to open to the shard (the commit connection and `size − 1` readers, at least
+   * one), asked each time the read pool opens from nothing; default `info.poolSize`.
+   */
+  poolSize?: () => number;
 }
 
 /** Rows of `batches` older than this are deleted: a lost batch is settled long before. */
@@ -52,43 +63,40 @@ const PRUNE_EVERY_MS = 10 * 60_000;
 const MIGRATION_STEP_MS = 60_000;
 
 /**
- * One PostgreSQL shard: a group committer with a connection of its own, and a pool of
- * `poolSize − 1` connections (at least one) for history reads and migrations, so reads can never
- * take the connection a commit needs. While the committer reports the shard down, reads fail at
- * once too.
+ * One PostgreSQL shard, opened lazily: nothing connects before the first append or read. A group
+ * committer with a connection of its own, and a pool of `poolSize − 1` connections (at least one)
+ * for history reads, so reads can never take the connection a commit needs; migrations run once,
+ * on first use, on a connection of their own. Connections unused for `idleMs` are closed. While
+ * the committer reports the shard down, reads fail at once too.
  */
 export class PgShard {
   readonly info: ShardInfo;
-  /** the read pool */
-  readonly pool: pg.Pool;
+  private readPool: pg.Pool | null = null;
   private readonly committer: GroupCommitter;
   private readonly logger: StoreLogger | undefined;
   private closed: Promise<void> | null = null;
   private migrated: Promise<void> | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
+  /** committed batch count at the last prune: an idle shard is not woken up to prune */
+  private prunedAt = 0;
   private readonly readTimeoutMs: number;
+  private readonly idleMs: number;
+  private readonly poolSize: () => number;
+  private readonly events: StoreEvents | undefined;
 
   constructor(opts: PgShardOptions) {
     this.info = opts.info;
     this.logger = opts.logger;
-    const readTimeoutMs = (this.readTimeoutMs = opts.readTimeoutMs ?? 5000);
-    this.pool = new pg.Pool({
-      connectionString: opts.info.url,
-      max: Math.max(1, opts.info.poolSize - 1),
-      statement_timeout: readTimeoutMs,
-      query_timeout: readTimeoutMs,
-      connectionTimeoutMillis: readTimeoutMs,
-      application_name: 'parley',
-    });
-    // An idle connection that dies (server restart) is reported here; without a listener the
-    // pool's 'error' event would crash the process. The pool replaces it on next use.
-    this.pool.on('error', (err) => {
-      this.logger?.warn({ err, shard: this.info.id }, 'idle PostgreSQL connection failed');
-    });
+    this.readTimeoutMs = opts.readTimeoutMs ?? 5000;
+    this.idleMs = opts.idleMs ?? 60_000;
+    this.poolSize = opts.poolSize ?? (() => opts.info.poolSize);
+    this.events = opts.events;
     this.committer = new GroupCommitter({
       shard: opts.info.id,
       url: opts.info.url,
+      idleMs: this.idleMs,
       ensureSchema: () => this.start(),
+      onIdleClosed: () => this.maybeIdle(),
       ...(opts.commitTimeoutMs !== undefined ? { commitTimeoutMs: opts.commitTimeoutMs } : {}),
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.probeIntervalMs !== undefined ? { probeIntervalMs: opts.probeIntervalMs } : {}),
@@ -99,9 +107,63 @@ export class PgShard {
   }
 
   /**
-   * Applies migrations once; a failure is not remembered, so the next call tries again. They run
-   * on a connection of their own with a longer bound than reads (MIGRATION_STEP_MS per statement:
-   * a migration may build an index), so a hung shard still fails the start instead of hanging it.
+   * The read pool, made at first use. Its size follows `poolSize()` whenever it holds no
+   * connection (at first use and after its connections idled out), so a changed pool size takes
+   * effect without a restart and never drops a connection in use.
+   */
+  private get pool(): pg.Pool {
+    if (this.readPool) {
+      if (this.readPool.totalCount === 0) this.readPool.options.max = this.readers();
+      return this.readPool;
+    }
+    const pool = new pg.Pool({
+      connectionString: this.info.url,
+      max: this.readers(),
+      statement_timeout: this.readTimeoutMs,
+      query_timeout: this.readTimeoutMs,
+      connectionTimeoutMillis: this.readTimeoutMs,
+      // 0 = never; pg's own default (10 s) would apply to undefined.
+      idleTimeoutMillis: this.idleMs,
+      application_name: 'parley',
+    });
+    // An idle connection that dies (server restart) is reported here; without a listener the
+    // pool's 'error' event would crash the process. The pool replaces it on next use.
+    pool.on('error', (err) => {
+      this.logger?.warn({ err, shard: this.info.id }, 'idle PostgreSQL connection failed');
+    });
+    // Emitted once the connection has ended (idle timeout, or failure).
+    pool.on('remove', () => this.maybeIdle());
+    this.readPool = pool;
+    return pool;
+  }
+
+  /** Reports the shard idle once its last connection closed while it answers and is not closing. */
+  private maybeIdle(): void {
+    if (this.closed || this.committer.down) return;
+    const c = this.connections;
+    if (c.commit + c.read > 0) return;
+    this.logger?.debug({ shard: this.info.id }, 'shard idle: its connections are closed');
+    try {
+      this.events?.shardIdle?.(this.info.id);
+    } catch (err) {
+      this.logger?.error({ err, shard: this.info.id }, 'store event listener failed');
+    }
+  }
+
+  private readers(): number {
+    return Math.max(1, this.poolSize() - 1);
+  }
+
+  /** Connections this instance holds to the shard now: commit (0 or 1), reads. */
+  get connections(): { commit: number; read: number } {
+    return { commit: this.committer.connected ? 1 : 0, read: this.readPool?.totalCount ?? 0 };
+  }
+
+  /**
+   * Applies migrations once, at the shard's first use (an append or a read); a failure is not
+   * remembered, so the next use tries again. They run on a connection of their own, under the
+   * shard's advisory lock, with a longer bound than reads (MIGRATION_STEP_MS per statement: a
+   * migration may build an index), so a hung shard fails its first use instead of hanging it.
    */
   start(): Promise<void> {
     if (!this.migrated) {
@@ -130,7 +192,8 @@ export class PgShard {
   private schedulePrune(): void {
     if (this.pruneTimer || this.closed) return;
     this.pruneTimer = setInterval(() => {
-      if (this.committer.down) return;
+      if (this.committer.down || this.committer.batches === this.prunedAt) return;
+      this.prunedAt = this.committer.batches;
       this.pool.query(`delete from batches where created_at < now() - ${BATCH_ROWS_KEPT}`).catch((err: unknown) => {
         this.logger?.warn({ err, shard: this.info.id }, 'pruning old batch ids failed');
       });
@@ -223,7 +286,7 @@ export class PgShard {
       if (this.pruneTimer) clearInterval(this.pruneTimer);
       this.closed = (async () => {
         await this.committer.close();
-        await this.pool.end();
+        await this.readPool?.end();
       })();
     }
     return this.closed;

@@ -2,6 +2,7 @@ import type { ShardDirectory, ShardInfo } from './directory.js';
 import { PgShard } from './pg-shard.js';
 import type { PgShardOptions } from './pg-shard.js';
 import type { BatchListener, Pending, StoreEvents, StoreLogger } from './pg-shard.js';
+import { StoreUnavailableError } from './errors.js';
 import type {
   AppendResult,
   MessageStore,
@@ -35,6 +36,26 @@ export interface ShardedStoreOptions {
   probeIntervalMs?: number;
   /** shard down/up and late-commit reports */
   events?: StoreEvents;
+  /**
+   * A shard's connections unused for this many ms are closed (its commit connection after that
+   * long without an append, each read connection after that long unused); the next use opens
+   * them again. Default 60000; 0 = never.
+   */
+  idleMs?: number;
+  /**
+   * The pool size of a shard's QoS class, when its class sets one; asked whenever the shard's
+   * read pool opens from nothing. Undefined (or no hook) = the shard entry's `poolSize`, which
+   * the directory already defaults to the instance's `--pg-pool-size`.
+   */
+  classPoolSize?: (shard: ShardInfo) => number | undefined;
+}
+
+/** Connections an instance holds to its shards, for tests and operators. */
+export interface ConnectionCount {
+  /** shards with at least one open connection */
+  shards: number;
+  commit: number;
+  read: number;
 }
 
 /** Appends that arrived while their room's shard was still being resolved, in call order. */
@@ -44,8 +65,11 @@ type Waiting = Pending;
 export class ShardedStore implements MessageStore {
   private readonly directory: ShardDirectory;
   private readonly ownsDirectory: boolean;
-  private readonly shardOptions: Omit<PgShardOptions, 'info'>;
+  private readonly shardOptions: Omit<PgShardOptions, 'info' | 'poolSize'>;
+  private readonly classPoolSize: ((shard: ShardInfo) => number | undefined) | undefined;
   private readonly byId = new Map<number, PgShard>();
+  /** the directory's latest word on each shard (pool size, class), fed by shardsChanged() */
+  private readonly infos = new Map<number, ShardInfo>();
   /** room -> its shard, or the appends waiting for the room's first resolution */
   private readonly routes = new Map<string, PgShard | Waiting[]>();
   /** first resolutions of rooms still in progress; close() lets them hand over their appends */
@@ -57,16 +81,19 @@ export class ShardedStore implements MessageStore {
   constructor(opts: ShardedStoreOptions) {
     this.directory = opts.directory;
     this.ownsDirectory = opts.ownsDirectory ?? true;
-    const { directory: _directory, ownsDirectory: _owns, ...shardOptions } = opts;
+    const { directory: _directory, ownsDirectory: _owns, classPoolSize, ...shardOptions } = opts;
     this.shardOptions = shardOptions;
+    this.classPoolSize = classPoolSize;
   }
 
-  /** Starts the directory and migrates every shard it knows now; later shards migrate on first use. */
+  /**
+   * Starts the directory. No shard is touched: each one is connected and migrated at its first
+   * use, so a shard that is down fails only its own rooms and never the start.
+   */
   start(): Promise<void> {
     if (!this.starting) {
       this.starting = (async () => {
         if (this.ownsDirectory) await this.directory.start();
-        await Promise.all(this.directory.shards().map((info) => this.shard(info).start()));
       })().catch((err: unknown) => {
         this.starting = null;
         throw err;
@@ -75,14 +102,41 @@ export class ShardedStore implements MessageStore {
     return this.starting;
   }
 
+  /** Migrates every shard the directory knows now (tools and tests; instances migrate on first use). */
+  async migrateAll(): Promise<void> {
+    await this.start();
+    await Promise.all(this.directory.shards().map((info) => this.shard(info).start()));
+  }
+
+  /** Tells the store the directory's current shard entries (a changed pool size or class). */
+  shardsChanged(shards: readonly ShardInfo[]): void {
+    for (const info of shards) this.infos.set(info.id, info);
+  }
+
   private shard(info: ShardInfo): PgShard {
     let s = this.byId.get(info.id);
     if (!s) {
       if (this.shardsClosed) throw new Error('store is closed');
-      s = new PgShard({ info, ...this.shardOptions });
+      const poolSize = (): number => {
+        const current = this.infos.get(info.id) ?? info;
+        return this.classPoolSize?.(current) ?? current.poolSize;
+      };
+      s = new PgShard({ info, poolSize, ...this.shardOptions });
       this.byId.set(info.id, s);
     }
     return s;
+  }
+
+  /** Connections held now, over every shard this store has used. */
+  connections(): ConnectionCount {
+    const out: ConnectionCount = { shards: 0, commit: 0, read: 0 };
+    for (const s of this.byId.values()) {
+      const c = s.connections;
+      if (c.commit + c.read > 0) out.shards++;
+      out.commit += c.commit;
+      out.read += c.read;
+    }
+    return out;
   }
 
   backlog(room: string): number {
@@ -167,14 +221,25 @@ export class ShardedStore implements MessageStore {
 
   async targets(rooms: string[], dmNick: string | null, from: number, to: number, limit: number): Promise<TargetActivity[]> {
     const groups = await this.group([...new Set(rooms)]);
+    const sweep: PgShard[] = [];
     if (dmNick !== null) {
       // A nick's DM rooms may be on any shard.
       for (const info of this.directory.shards()) {
         const s = this.shard(info);
-        if (!groups.has(s)) groups.set(s, []);
+        if (!groups.has(s)) sweep.push(s);
       }
     }
-    const parts = await Promise.all([...groups].map(([s, rs]) => s.targets(rs, dmNick, from, to, limit)));
+    // A shard visited only for DM rooms that is down leaves its DMs out rather than failing the
+    // listing: only the rooms asked for by name fail with their shard.
+    const parts = await Promise.all([
+      ...[...groups].map(([s, rs]) => s.targets(rs, dmNick, from, to, limit)),
+      ...sweep.map((s) =>
+        s.targets([], dmNick, from, to, limit).catch((err: unknown) => {
+          if (err instanceof StoreUnavailableError) return [];
+          throw err;
+        }),
+      ),
+    ]);
     const seen = new Set<string>();
     const merged: TargetActivity[] = [];
     for (const t of parts.flat().sort((a, b) => b.latest - a.latest || (a.room < b.room ? -1 : a.room > b.room ? 1 : 0))) {

@@ -56,7 +56,8 @@ export interface RoomCount {
  *   returns the ones nearest to `from` (from < to) or nearest to `to` (from > to), always ascending.
  *   `latest` with no selector returns the newest `limit`; with one, the newest after it.
  *   `around` returns up to `limit` messages centred on the selector.
- * - `start` is idempotent, applies schema migrations; `close` waits for pending batches.
+ * - `start` is idempotent and touches no shard: each shard is connected and its schema migrated
+ *   at its first use. `close` waits for pending batches.
  */
 export interface MessageStore {
   start(): Promise<void>;
