@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Broker, BrokerHandler } from '../cluster/broker.js';
 import type { Metrics } from '../metrics.js';
 import {
-  Kind, Presence, batchPrefix, decodeBatch, encodeBatch, roomOfTopic, topics,
+  Kind, Presence, batchPrefix, decodeBatch, encodeBatch, encodeEnvelope, roomOfTopic, topics,
   type Envelope, type PresenceEnvelope,
 } from './envelope.js';
 
@@ -166,7 +166,7 @@ export class ClusterBus {
     this.metrics.brokerOut.inc();
     let q = this.outbox.get(topic);
     if (!q) this.outbox.set(topic, (q = []));
-    q.push(JSON.stringify(env));
+    q.push(encodeEnvelope(env));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushTick);

@@ -17,16 +17,19 @@ export const Kind = {
   Presence: 'p',
 } as const;
 
+/**
+ * The most frequent envelope, kept small: the receiver derives the msgid (`<room tag>-<q>`) and
+ * the server-time text (from `ms`) itself.
+ */
 export interface RoomMessageEnvelope {
   k: 'm';
   o: string;
   r: string;
   /** room sequence number */
   q: number;
-  /** server-time text, and the same time in ms */
-  t: string;
+  /** commit time in ms since the epoch */
   ms: number;
-  i: string;
+  /** serialised client-only tags, '' when none */
   g: string;
   l: string;
 }
@@ -90,6 +93,15 @@ function isEnvelope(v: unknown): v is Envelope {
   const e = v as { k?: unknown; o?: unknown; l?: unknown; r?: unknown };
   if (typeof e.k !== 'string' || !KINDS.has(e.k) || typeof e.o !== 'string') return false;
   return e.k === Kind.Presence ? typeof e.r === 'string' : typeof e.l === 'string';
+}
+
+/**
+ * The JSON of an envelope. The stored room message, sent for nearly every message, is written by
+ * hand (only its strings go through JSON.stringify); the rest through JSON.stringify.
+ */
+export function encodeEnvelope(env: Envelope): string {
+  if (env.k !== 'm') return JSON.stringify(env);
+  return `{"k":"m","o":${JSON.stringify(env.o)},"r":${JSON.stringify(env.r)},"q":${env.q},"ms":${env.ms},"g":${JSON.stringify(env.g)},"l":${JSON.stringify(env.l)}}`;
 }
 
 /**

@@ -76,7 +76,7 @@ export class Messaging {
     }
     this.o.metrics.messagesStored.inc();
     this.o.stats.stored++;
-    const out = storedLine(key, room?.tag ?? roomTag(key), stored.seq, stored.time, rest, p.tagText);
+    const out = storedLine(room?.tag ?? roomTag(key), stored.seq, stored.time, rest, p.tagText);
     // The echo is written by the room, in sequence order with everyone else's messages.
     const echo = s.echo ? r.takeAsOnly(out.lineFor(s.caps)) : null;
     this.o.rooms.committed(key, stored.seq, out, s, echo);
@@ -107,7 +107,7 @@ export class Messaging {
     }
     this.o.metrics.messagesStored.inc();
     this.o.stats.stored++;
-    const out = storedLine(room, roomTag(room), stored.seq, stored.time, rest, p.tagText);
+    const out = storedLine(roomTag(room), stored.seq, stored.time, rest, p.tagText);
     if (s.echo) r.send(out.lineFor(s.caps));
     const away = local ? local.away : remote?.away ?? null;
     if (away !== null && p.command === 'PRIVMSG') r.send(numericLine(this.o.serverName, s.nick, RPL.AWAY, [display, away]));
