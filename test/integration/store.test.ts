@@ -10,6 +10,7 @@ import {
   MemoryStore,
   ShardedStore,
   StaticShardDirectory,
+  StoreUnavailableError,
   migrate,
   migrations,
 } from '../../packages/server/src/store/index.js';
@@ -315,6 +316,123 @@ describe('message store', { timeout: 120_000 }, () => {
     await store.close();
     assert.deepEqual((await Promise.all(pending)).map((r) => r.seq), range(1, 300));
     await assert.rejects(store.append(msg('#drain', 'late')), /closed/);
+  });
+
+  test('lazy shards: nothing opened before use, pools sized by class, idle connections closed and reopened', async () => {
+    const N = 12;
+    const names = range(0, N - 1).map((i) => uniqueName(`lazy${i}_`));
+    const urls = await Promise.all(names.map((n) => svc.postgres!.createDatabase(n)));
+    const shards: ShardInfo[] = urls.map((url, id) => ({ id, url, poolSize: 4 }));
+    const dir = new StaticShardDirectory(shards);
+    const idle = new Map<number, () => void>();
+    const idled = (id: number): Promise<void> => new Promise((resolve) => idle.set(id, resolve));
+    const store = track(
+      new ShardedStore({
+        directory: dir,
+        // long enough that a loaded machine cannot close them between the steps below
+        idleMs: 1500,
+        // shard 1's class sets 2 connections (1 commit + 1 reader); the others keep the entry's 4
+        classPoolSize: (info) => (info.id === 1 ? 2 : undefined),
+        events: { shardIdle: (id) => idle.get(id)?.() },
+      }),
+    );
+    const admin = new pg.Client({ connectionString: svc.postgres!.url });
+    await admin.connect();
+    /** backends per shard id, by application name, as PostgreSQL sees them */
+    const backends = async (): Promise<Map<number, Record<string, number>>> => {
+      const res = await admin.query<{ datname: string; app: string; n: number }>(
+        'select datname, application_name as app, count(*)::int as n from pg_stat_activity where datname = any($1) group by 1, 2',
+        [names],
+      );
+      const out = new Map<number, Record<string, number>>();
+      for (const r of res.rows) {
+        const id = names.indexOf(r.datname);
+        out.set(id, { ...out.get(id), [r.app]: r.n });
+      }
+      return out;
+    };
+    const migrated = async (id: number): Promise<boolean> => {
+      const c = new pg.Client({ connectionString: urls[id] });
+      await c.connect();
+      try {
+        return (await c.query<{ t: string | null }>(`select to_regclass('schema_migrations')::text as t`)).rows[0]!.t !== null;
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      await store.start();
+      assert.deepEqual([...(await backends())], [], 'start opens nothing');
+
+      const used = [0, 1, 5];
+      const idles = used.map((id) => idled(id));
+      const rooms = new Map<number, string>();
+      for (let i = 0; rooms.size < used.length; i++) {
+        const id = (await dir.resolve(`#lazy${i}`)).id;
+        if (used.includes(id) && !rooms.has(id)) rooms.set(id, `#lazy${i}`);
+      }
+      const write = (tag: string): Promise<unknown> =>
+        Promise.all([...rooms.values()].flatMap((room) => range(1, 20).map((k) => store.append(msg(room, `${tag}${k}`)))));
+      await write('a');
+      // 30 concurrent reads per room: each read pool grows to its size.
+      await Promise.all([...rooms.values()].flatMap((room) => range(1, 30).map(() => store.latest(room, null, 5))));
+      const held = await backends();
+      assert.deepEqual([...held.keys()].sort((x, y) => x - y), used, 'only the shards in use have connections');
+      for (const id of used) {
+        assert.equal(held.get(id)!['parley-commit'], 1, `shard ${id}: one commit connection`);
+        assert.equal(held.get(id)!['parley'], id === 1 ? 1 : 3, `shard ${id}: readers = pool size − 1`);
+      }
+      assert.deepEqual(store.connections(), { shards: 3, commit: 3, read: 7 });
+      assert.equal(await migrated(0), true);
+      assert.equal(await migrated(2), false, 'an unused shard is not even migrated');
+
+      // Idle: every connection of the three shards is closed, on both sides.
+      await Promise.all(idles);
+      assert.deepEqual([...(await backends())], [], 'idle shards hold no connection');
+      assert.deepEqual(store.connections(), { shards: 0, commit: 0, read: 0 });
+
+      // The next use reopens them; nothing was lost and seqs go on.
+      await write('b');
+      for (const room of rooms.values()) {
+        const all = await store.latest(room, null, 100);
+        assert.deepEqual(seqs(all), range(1, 40));
+        assert.deepEqual(all.map((m) => m.text), [...range(1, 20).map((k) => `a${k}`), ...range(1, 20).map((k) => `b${k}`)]);
+      }
+      assert.deepEqual(store.connections(), { shards: 3, commit: 3, read: 3 });
+    } finally {
+      await admin.end();
+    }
+  });
+
+  test('a shard that is down at first use fails its own rooms at once; the start and other shards are unaffected', async () => {
+    const port = await closedPort();
+    const shards: ShardInfo[] = [
+      { id: 0, url: await newDb('alive'), poolSize: 2 },
+      { id: 1, url: `postgres://postgres@127.0.0.1:${port}/postgres`, poolSize: 2 },
+    ];
+    const dir = new StaticShardDirectory(shards);
+    const downs: number[] = [];
+    const store = track(new ShardedStore({ directory: dir, events: { shardDown: (id) => downs.push(id) } }));
+    await store.start();
+    let up = '';
+    let down = '';
+    for (let i = 0; !up || !down; i++) {
+      const id = (await dir.resolve(`#first${i}`)).id;
+      if (id === 0) up ||= `#first${i}`;
+      else down ||= `#first${i}`;
+    }
+    const t0 = performance.now();
+    const [bad, good] = await Promise.allSettled([store.append(msg(down, 'x')), store.append(msg(up, 'y'))]);
+    assert.equal(bad.status, 'rejected');
+    assert.ok((bad as PromiseRejectedResult).reason instanceof StoreUnavailableError, String((bad as PromiseRejectedResult).reason));
+    assert.equal(good.status, 'fulfilled');
+    assert.ok(performance.now() - t0 < 1000, 'answered within a second');
+    assert.deepEqual(downs, [1]);
+    const t1 = performance.now();
+    await assert.rejects(store.append(msg(down, 'again')), StoreUnavailableError);
+    await assert.rejects(store.latest(down, null, 10), StoreUnavailableError);
+    assert.ok(performance.now() - t1 < 50, 'known down: immediate');
+    assert.equal((await store.append(msg(up, 'z'))).seq, 2);
   });
 
   test('EtcdShardDirectory pins rooms across instances and after a shard is added', async () => {
