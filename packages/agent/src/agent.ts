@@ -9,6 +9,7 @@
  * SIGTERM/SIGINT stop everything in order: instances (they drain), the front door, shards, Redis,
  * etcd; then the agent exits.
  */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import pg from 'pg';
@@ -16,11 +17,12 @@ import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { startEtcd } from './etcd.js';
 import { FrontDoorController } from './frontdoor.js';
 import { startHaproxy } from './haproxy.js';
-import { describeZodError, etcdKeys, parseInstanceRecord, putShardEntry, ShardEntryError, type EtcdKeys } from '@parley/contracts';
+import { describeZodError, withTimeout, etcdKeys, parseInstanceRecord, putShardEntry, QosClassSchema, ShardEntryError, type EtcdKeys, type PostgresSettings } from '@parley/contracts';
 import { etcdEndpoints, emptyPlan, HostFileSchema, parsePlan, type HostFile, type HostPlan, type InstancePlan, type ShardPlan } from './plan.js';
 import { freePort, looksLikeAddrInUse } from './ports.js';
-import { initPostgresTemplate, pgRunAs, startPostgres, type PgHandle } from './postgres.js';
-import { runningProcesses, spawnManaged, type ExitInfo } from './proc.js';
+import { pgRunAs } from './postgres.js';
+import { runningProcesses, spawnManaged, type ExitInfo, type ManagedProcess } from './proc.js';
+import { checkNoPostmaster, createShardDataDir, initShardTemplate, Limiter, renderShardConf, startShardProcess, templateHasDatabase, writeShardConf } from './shards.js';
 import { startRedis } from './redis.js';
 import {
   initStateDir,
@@ -35,30 +37,16 @@ import {
 } from './statedir.js';
 import { Supervisor, type Running, type UnitSpec } from './supervisor.js';
 
-/** Settings of a lab shard: small, after MEASURED.md, but room for many instances' pools. */
-export const SHARD_PG_SETTINGS: Readonly<Record<string, string | number>> = {
-  shared_buffers: '16MB',
-  max_connections: 200,
-  superuser_reserved_connections: 2,
-  autovacuum: 'off',
-  max_wal_senders: 0,
-  max_replication_slots: 0,
-  max_logical_replication_workers: 0,
-  max_worker_processes: 0,
-  max_parallel_workers: 0,
-  max_parallel_workers_per_gather: 0,
-  wal_level: 'minimal',
-  min_wal_size: '2MB',
-  max_wal_size: '64MB',
-  max_locks_per_transaction: 32,
-  huge_pages: 'off',
-};
-
 export interface AgentOptions {
   stateDir: string;
   /** argv that runs `parley server` (options are appended), e.g. [node, --import, tsx, main.ts, server] */
   serverCommand: string[];
   log?: (line: string) => void;
+  /**
+   * Shards being created and started at a time (template copy, start, readiness); the others
+   * wait their turn. Default 16, or $PARLEY_SHARD_START_CONCURRENCY.
+   */
+  shardStartConcurrency?: number;
 }
 
 export class AgentError extends Error {}
@@ -88,11 +76,15 @@ export class Agent {
   private readonly log: (line: string) => void;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
+  private readonly shardStarts: Limiter;
+  private discarding = false;
 
   constructor(private readonly o: AgentOptions) {
     this.paths = statePaths(o.stateDir);
     this.log = o.log ?? ((line) => process.stdout.write(`${new Date().toISOString()} ${line}\n`));
     this.sup = new Supervisor({ log: this.log });
+    const n = o.shardStartConcurrency ?? Number(process.env.PARLEY_SHARD_START_CONCURRENCY ?? 16);
+    this.shardStarts = new Limiter(Number.isInteger(n) && n > 0 ? n : 16);
     this.sup.on('change', () => this.scheduleStatus());
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
@@ -316,35 +308,70 @@ export class Agent {
       hash: JSON.stringify({ s, port }),
       deps: this.host.etcd.managed ? ['etcd'] : [],
       log: this.paths.log(name),
-      start: async () => {
-        let h: PgHandle;
-        try {
-          await fs.mkdir(this.paths.pgSockets, { recursive: true });
-          await this.letPostgresIn();
-          const template = await initPostgresTemplate(this.paths.pgTemplate, { walSegSizeMb: 1 });
-          h = await startPostgres({
-            dataDir: this.paths.pgData(s.id),
-            port,
-            socketDir: this.paths.pgSockets,
-            logFile: this.paths.log(name),
-            template,
-            settings: SHARD_PG_SETTINGS,
-          });
-        } catch (err) {
-          this.portTaken(err, [name, s.port]);
-          throw err;
-        }
-        try {
-          await ensureDatabase(port, s.database);
-          const url = `postgres://postgres@127.0.0.1:${port}/${s.database}`;
-          await this.registerShard(s, url);
-          return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { pg: port }, info: { url } };
-        } catch (err) {
-          await h.stop();
-          throw err;
-        }
-      },
+      start: (progress) =>
+        this.shardStarts.run(async () => {
+          const dataDir = this.paths.pgData(s.id);
+          let proc: ManagedProcess;
+          try {
+            await this.letPostgresIn();
+            const template = await initShardTemplate(this.paths.pgTemplate);
+            await checkNoPostmaster(dataDir);
+            await createShardDataDir(template, dataDir);
+            progress('created');
+            await writeShardConf(dataDir, renderShardConf({ port, socketDir: this.paths.pgSockets, ...(await this.shardClass(s)) }));
+            progress('initialised');
+            proc = await startShardProcess({ name, dataDir, port, logFile: this.paths.log(name), timeoutMs: 60_000, onSpawn: () => progress('started') });
+          } catch (err) {
+            this.portTaken(err, [name, s.port]);
+            throw err;
+          }
+          try {
+            if (!(await templateHasDatabase(dataDir, s.database))) await ensureDatabase(port, s.database);
+            const url = `postgres://postgres@127.0.0.1:${port}/${s.database}`;
+            if (s.register !== false) await this.registerShard(s, url);
+            return {
+              pid: proc.pid,
+              exited: proc.exited,
+              // Fast shutdown (a checkpoint, so the next start needs no recovery), then immediate.
+              stop: async () => {
+                await proc.stop(this.discarding ? ['SIGQUIT'] : ['SIGINT', 'SIGQUIT'], 10_000);
+              },
+              ports: { pg: port },
+              info: { url, ...(s.qos !== undefined ? { qos: s.qos } : {}) },
+            } satisfies Running;
+          } catch (err) {
+            await proc.stop(['SIGQUIT'], 5_000);
+            throw err;
+          }
+        }),
     };
+  }
+
+  /**
+   * The shard's QoS class, for its postgresql.conf: read from etcd at each start (so a class
+   * changed since applies at the next restart). A class that is missing or invalid leaves the
+   * profile alone, said in the file and the log.
+   */
+  private async shardClass(s: ShardPlan): Promise<{ className?: string; classSettings?: PostgresSettings; classNote?: string }> {
+    if (s.qos === undefined) return {};
+    const key = this.keys.qosClass(s.qos);
+    const text = await withTimeout(this.client!.get(key).string(), 5_000, `etcd did not answer for ${key}`);
+    if (text === null) {
+      this.log(`pg${s.id}: QoS class "${s.qos}" does not exist (${key}); the shard runs with the profile alone`);
+      return { className: s.qos, classNote: 'does not exist; profile alone' };
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      raw = undefined;
+    }
+    const r = QosClassSchema.safeParse(raw);
+    if (!r.success) {
+      this.log(`pg${s.id}: QoS class "${s.qos}" is invalid (${r.error ? describeZodError(r.error) : 'not JSON'}); the shard runs with the profile alone`);
+      return { className: s.qos, classNote: 'invalid; profile alone' };
+    }
+    return { className: s.qos, classSettings: r.data.postgres ?? {} };
   }
 
   /**
@@ -353,8 +380,14 @@ export class Agent {
    * parents are the user's business; startPostgres names the one in the way.
    */
   private async letPostgresIn(): Promise<void> {
+    if (this.letIn) return;
+    await fs.mkdir(this.paths.pgSockets, { recursive: true, mode: 0o700 });
     const who = pgRunAs();
-    if (!who) return;
+    if (!who) {
+      this.letIn = true;
+      return;
+    }
+    await fs.chown(this.paths.pgSockets, who.uid, who.gid);
     for (const dir of [this.paths.root, this.paths.run]) {
       const st = await fs.stat(dir);
       const can = st.uid === who.uid ? st.mode & 0o100 : st.gid === who.gid ? st.mode & 0o010 : st.mode & 0o001;
@@ -363,7 +396,10 @@ export class Agent {
         this.log(`${dir}: added search permission for others, so that PostgreSQL (uid ${who.uid}) can reach its data`);
       }
     }
+    this.letIn = true;
   }
+
+  private letIn = false;
 
   /**
    * The shard's entry (`mergeShardEntry`: created, or its URL and the plan's pool size written,
@@ -398,6 +434,8 @@ export class Agent {
       '--tcp-port', String(i.tcpPort), '--ws-port', String(i.wsPort),
       '--etcd', etcd.join(','), '--redis', redisUrl, '--prefix', this.prefix, '--log-level', i.logLevel,
       ...(i.leaseSeconds !== undefined ? ['--lease-seconds', String(i.leaseSeconds)] : []),
+      // The REST API's write token: `parley up` makes the file; without one, writes are refused.
+      ...(fsSync.existsSync(this.paths.adminToken) ? ['--admin-token-file', this.paths.adminToken] : []),
     ];
     const [command, ...baseArgs] = this.o.serverCommand;
     return {
@@ -482,12 +520,17 @@ export class Agent {
 
   // ---- status -----------------------------------------------------------------------------
 
+  /**
+   * Coalesces status writes: 50 ms apart for a small host, up to 500 ms for a thousand processes
+   * (the file is then ~1 MB, and a thousand starting shards change it thousands of times).
+   */
   private scheduleStatus(): void {
     if (this.statusTimer) return;
+    const n = this.sup.size;
     this.statusTimer = setTimeout(() => {
       this.statusTimer = undefined;
       void this.writeStatus();
-    }, 50);
+    }, n > 100 ? Math.min(500, n / 2) : 50);
     this.statusTimer.unref();
   }
 
@@ -536,7 +579,12 @@ export class Agent {
 
   // ---- stop -------------------------------------------------------------------------------
 
-  stop(): Promise<void> {
+  /**
+   * Stops everything. `discard`: the data is about to be removed (`parley clean`), so shards stop
+   * at once (immediate shutdown, no checkpoint) instead of cleanly.
+   */
+  stop(o: { discard?: boolean } = {}): Promise<void> {
+    if (o.discard) this.discarding = true;
     this.stopping ??= (async () => {
       this.log('stopping: instances, front door, shards, Redis, etcd');
       this.state = 'stopping';

@@ -68,4 +68,14 @@ export {
 export { Supervisor, errorLine, type UnitSpec, type UnitKind, type UnitState, type UnitSnapshot, type Running } from './supervisor.js';
 export { renderHaproxyConfig, haproxyBinary, haproxyCommand, haproxyStats, haproxyInfo, startHaproxy, slotName, type StatRow, type SlotConfig } from './haproxy.js';
 export { FrontDoorController } from './frontdoor.js';
-export { Agent, AgentError, SHARD_PG_SETTINGS, type AgentOptions } from './agent.js';
+export { Agent, AgentError, type AgentOptions } from './agent.js';
+export {
+  SHARD_PROFILE,
+  TEMPLATE_MARKER,
+  renderShardConf,
+  initShardTemplate,
+  createShardDataDir,
+  startShardProcess,
+  Limiter,
+  type ShardConfOptions,
+} from './shards.js';

@@ -145,7 +145,8 @@ function canTraverse(st: fsSync.Stats, who: RunAs): boolean {
   return (st.mode & 0o001) !== 0;
 }
 
-function childEnv(): NodeJS.ProcessEnv {
+/** The environment of PostgreSQL programs: ours without PG* variables, in the C locale. */
+export function pgChildEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG')) env[k] = v;
   env.LC_ALL = 'C';
@@ -224,7 +225,7 @@ async function runInitdb(dataDir: string, opts: InitdbOptions): Promise<void> {
   try {
     await execFileP(bins.initdb, args, {
       cwd: '/',
-      env: childEnv(),
+      env: pgChildEnv(),
       maxBuffer: 16 * 1024 * 1024,
       ...(who ? { uid: who.uid, gid: who.gid } : {}),
     });
@@ -366,7 +367,7 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgHandle> {
           command: bins.postgres,
           args: ['-D', dataDir, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1'],
           cwd: dataDir,
-          env: childEnv(),
+          env: pgChildEnv(),
           // Immediate shutdown if we die: unlike SIGKILL it removes the /dev/shm segments.
           emergencySignal: 'SIGQUIT',
           ...(who ? { uid: who.uid, gid: who.gid } : {}),

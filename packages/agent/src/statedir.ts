@@ -6,6 +6,7 @@
  *   parley-state.json   marker: this is a Parley state directory (`clean` refuses any other dir)
  *   host.json           the agent's bootstrap (host name, prefix, etcd ports)
  *   ports.json          ports the agent picked for planned processes with port 0, reused on restart
+ *   admin-token         the REST API's admin token (mode 0600), passed to every instance as a file
  *   agent.pid           the running agent's pid
  *   status.json         the agent's status: every process with pid, state, restarts, last exit
  *   logs/<name>.log     one log per process: agent, etcd, redis, pg<N>, haproxy, <instance id>
@@ -27,6 +28,7 @@ export interface StatePaths {
   marker: string;
   hostFile: string;
   portsFile: string;
+  adminToken: string;
   pidFile: string;
   statusFile: string;
   logs: string;
@@ -62,6 +64,7 @@ export function statePaths(dir: string): StatePaths {
     marker: path.join(root, MARKER_FILE),
     hostFile: path.join(root, 'host.json'),
     portsFile: path.join(root, 'ports.json'),
+    adminToken: path.join(root, 'admin-token'),
     pidFile: path.join(root, 'agent.pid'),
     statusFile: path.join(root, 'status.json'),
     logs,

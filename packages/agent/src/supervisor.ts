@@ -35,7 +35,11 @@ export interface UnitSpec {
   /** Units that must be running before this one starts. */
   deps: string[];
   log: string;
-  start(): Promise<Running>;
+  /**
+   * Starts the process. `progress` names the step it has reached (e.g. `created`, `started`); it
+   * shows in the snapshot's `phase` while the unit is starting.
+   */
+  start(progress: (phase: string) => void): Promise<Running>;
 }
 
 export interface UnitSnapshot {
@@ -54,6 +58,8 @@ export interface UnitSnapshot {
   lastError: string | null;
   /** when a process in backoff is tried again */
   retryAt: number | null;
+  /** the step a starting unit has reached (see UnitSpec.start), null otherwise */
+  phase: string | null;
   log: string;
 }
 
@@ -79,8 +85,11 @@ class Unit {
   lastError: string | null = null;
   retryAt: number | null = null;
   retryTimer: NodeJS.Timeout | undefined;
+  phase: string | null = null;
   busy = false;
   dirty = false;
+  /** resolved each time the unit's reconcile loop goes idle (for shutdown, instead of polling) */
+  idleWaiters: Array<() => void> = [];
   /** processes being stopped on purpose: their exit is not a crash */
   readonly expected = new WeakSet<Running>();
 
@@ -136,6 +145,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     for (const u of this.units.values()) this.kick(u);
   }
 
+  /** units known (planned, or stopping) */
+  get size(): number {
+    return this.units.size;
+  }
+
   isRunning(name: string): boolean {
     return this.units.get(name)?.state === 'running';
   }
@@ -170,6 +184,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       lastExit: u.lastExit,
       lastError: u.lastError,
       retryAt: u.state === 'backoff' ? u.retryAt : null,
+      phase: u.state === 'starting' ? u.phase : null,
       log: u.last.log,
     }));
   }
@@ -191,13 +206,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** Runs the unit's reconcile and waits until it has nothing left to do. */
+  /**
+   * Runs the unit's reconcile and waits until it has nothing left to do: woken each time its
+   * reconcile loop goes idle (no timers, so a thousand units stopping cost nothing while they wait).
+   */
   private async settle(u: Unit): Promise<void> {
     this.kick(u);
     while (u.busy || u.current) {
-      // Referenced on purpose: whoever awaits shutdown() is waiting for this.
-      await new Promise<void>((resolve) => setTimeout(resolve, 20));
-      if (!u.busy) this.kick(u);
+      if (u.busy) await new Promise<void>((resolve) => u.idleWaiters.push(resolve));
+      else this.kick(u);
     }
   }
 
@@ -262,10 +279,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
           break;
         }
         u.state = 'starting';
+        u.phase = null;
         u.last = want;
         this.emitChange();
         try {
-          const running = await want.start();
+          const running = await want.start((phase) => {
+            if (u.state !== 'starting' || u.phase === phase) return;
+            u.phase = phase;
+            this.emitChange();
+          });
           u.current = { spec: want, running };
           u.startedAt = Date.now();
           u.lastError = null;
@@ -288,6 +310,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       } while (u.dirty);
     } finally {
       u.busy = false;
+      for (const w of u.idleWaiters.splice(0)) w();
     }
     if (!u.current && !u.desired && u.state === 'stopped' && this.units.get(u.last.name) === u && !this.closing) {
       this.units.delete(u.last.name);

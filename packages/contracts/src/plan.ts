@@ -4,6 +4,7 @@
  * refused at every level.
  */
 import { z } from 'zod';
+import { QosClassNameSchema } from './qos.js';
 import { parseJson } from './util.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -41,6 +42,18 @@ export const ShardPlanSchema = z
     database: z.string().regex(/^[A-Za-z0-9_]{1,63}$/).default('parley'),
     /** written into the shard entry; default: each instance's --pg-pool-size */
     poolSize: z.number().int().min(1).max(100).optional(),
+    /**
+     * QoS class whose `postgres` settings the agent writes into the shard's postgresql.conf (over
+     * the low-footprint profile) each time it starts it; absent = the profile alone. A change of
+     * the name restarts the shard; a change of the class's settings applies at its next restart.
+     */
+    qos: QosClassNameSchema.optional(),
+    /**
+     * Whether the agent writes the shard's `/<prefix>/shards/<id>` entry once the shard is ready.
+     * false: whoever planned it registers it (`parley provision shards`, through the REST API),
+     * so that no room is pinned to a shard before it is ready and has its class.
+     */
+    register: z.boolean().optional(),
     generation,
   })
   .strict();
@@ -80,7 +93,10 @@ export const HostPlanSchema = z
   })
   .strict()
   .superRefine((p, ctx) => {
-    const dup = <T>(xs: T[]): T | undefined => xs.find((x, i) => xs.indexOf(x) !== i);
+    const dup = <T>(xs: T[]): T | undefined => {
+      const seen = new Set<T>();
+      return xs.find((x) => seen.has(x) || (seen.add(x), false));
+    };
     const shardDup = dup(p.shards.map((s) => s.id));
     if (shardDup !== undefined) ctx.addIssue({ code: 'custom', path: ['shards'], message: `shard ${shardDup} appears twice` });
     const idDup = dup(p.instances.map((i) => i.id));
@@ -95,6 +111,9 @@ export const HostPlanSchema = z
     if (p.instances.length > 0 && !p.redis && !p.redisUrl) {
       ctx.addIssue({ code: 'custom', path: ['redisUrl'], message: 'instances need Redis: plan a local one (redis) or give redisUrl' });
     }
+    const ports = p.shards.filter((s) => s.port > 0).map((s) => s.port);
+    const portDup = dup(ports);
+    if (portDup !== undefined) ctx.addIssue({ code: 'custom', path: ['shards'], message: `port ${portDup} is planned for two shards` });
     if (p.frontDoor && p.instances.length > p.frontDoor.slots) {
       ctx.addIssue({ code: 'custom', path: ['frontDoor', 'slots'], message: `${p.instances.length} instances do not fit in ${p.frontDoor.slots} slots` });
     }

@@ -33,6 +33,8 @@ export async function runAgent(o: AgentCmdOptions): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // `parley clean`: the data goes next, so the shards need not stop cleanly.
+  process.on('SIGUSR2', () => void agent.stop({ discard: true }).then(() => process.exit(0)));
   process.on('SIGHUP', () => undefined);
   try {
     await agent.start();

@@ -6,7 +6,7 @@ import { runConfig } from './config-cmd.js';
 import { runClean, runDown } from './down.js';
 import { runLogs } from './logs.js';
 import { runRestart, runScale } from './scale.js';
-import { runStatus } from './status.js';
+import { runStatus, SHARD_SUMMARY_OVER } from './status.js';
 import { runUp, type UpOptions } from './up.js';
 
 const env = process.env;
@@ -57,10 +57,11 @@ export function register(program: Command): void {
 
   program
     .command('status')
-    .description('every process: kind, id, port, pid, state, health, restarts, connections, msgs/s')
+    .description(`every process: kind, id, port, pid, state, health, restarts, connections, msgs/s (more than ${SHARD_SUMMARY_OVER} shards: summarised)`)
     .option(...stateDirOption)
     .option('--json', 'machine-readable output')
-    .action((o: { stateDir: string; json?: boolean }) => run(() => runStatus(o)));
+    .option('--all', `one line per shard even when there are more than ${SHARD_SUMMARY_OVER}`)
+    .action((o: { stateDir: string; json?: boolean; all?: boolean }) => run(() => runStatus(o)));
 
   program
     .command('logs')

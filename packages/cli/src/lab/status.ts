@@ -3,7 +3,9 @@
  * exit), each probed for health, with connections and, for instances, messages per second
  * (two samples of /api/stats one second apart).
  */
+import fs from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import pg from 'pg';
 import { withTimeout } from '@parley/contracts';
 import { haproxyInfo, haproxyStats, type AgentStatus, type ProcessStatus, type StatRow } from '@parley/agent';
@@ -38,6 +40,13 @@ export interface StatusReport {
 
 const SAMPLE_MS = 1_000;
 
+/**
+ * Above this many shards, `status` summarises them (counts by state, the unhealthy ones listed)
+ * and probes each through its postmaster.pid instead of a connection: a connection costs the shard
+ * a forked backend, a thousand of them a few seconds and a GB of RAM for nothing.
+ */
+export const SHARD_SUMMARY_OVER = 16;
+
 export async function collectStatus(stateDir: string, sample = true): Promise<StatusReport> {
   const lab = await openLab(stateDir);
   const st = lab.status;
@@ -54,7 +63,8 @@ export async function collectStatus(stateDir: string, sample = true): Promise<St
   } finally {
     client.close();
   }
-  const first = await Promise.all(st.processes.map((p) => probe(p, st, reg, hap)));
+  const cheap = st.processes.filter((p) => p.kind === 'shard').length > SHARD_SUMMARY_OVER;
+  const first = await Promise.all(st.processes.map((p) => probe(p, st, reg, hap, cheap ? lab.paths.pgData : undefined)));
   if (sample && st.processes.some((p) => p.kind === 'server')) {
     await sleep(Math.max(0, SAMPLE_MS - (Date.now() - t0)));
     const second = await Promise.all(st.processes.map((p) => (p.kind === 'server' ? serverStats(p) : Promise.resolve(null))));
@@ -85,7 +95,7 @@ interface Probed {
   msgs: number | null;
 }
 
-async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap: StatRow[] | null): Promise<Probed> {
+async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap: StatRow[] | null, pgData?: (id: number) => string): Promise<Probed> {
   const row: StatusRow = {
     kind: p.kind === 'server' ? 'server' : p.kind,
     id: p.name,
@@ -121,6 +131,12 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
         break;
       }
       case 'shard': {
+        if (pgData) {
+          const why = await postmasterReady(pgData(Number(p.name.slice(2))), p.pid, p.ports.pg ?? 0);
+          row.healthy = why === null;
+          row.health = why ?? 'ok';
+          break;
+        }
         const c = new pg.Client({ host: '127.0.0.1', port: p.ports.pg, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1_000 });
         c.on('error', () => {});
         await c.connect();
@@ -167,6 +183,31 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
     row.health = `no answer (${(err as Error).message.slice(0, 40)})`;
   }
   return { row, msgs };
+}
+
+/** null when the data directory's postmaster.pid names `pid`, `port` and says ready; else why not. */
+async function postmasterReady(dataDir: string, pid: number, port: number): Promise<string | null> {
+  const text = await fs.readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => null);
+  if (text === null) return 'no postmaster.pid';
+  const lines = text.split('\n');
+  if (Number(lines[0]) !== pid) return `postmaster.pid names pid ${lines[0]}`;
+  if (Number(lines[3]) !== port) return `postmaster.pid names port ${lines[3]}`;
+  const state = lines[7]?.trim() ?? '';
+  return state === 'ready' ? null : `postmaster ${state || 'starting'}`;
+}
+
+/** One line for many shards: how many, by state and health, the port range, restarts. */
+export function shardSummary(shards: StatusRow[]): string {
+  const by = new Map<string, number>();
+  for (const x of shards) {
+    const k = x.state === 'running' ? (x.healthy ? 'running, ok' : 'running, unhealthy') : x.state;
+    by.set(k, (by.get(k) ?? 0) + 1);
+  }
+  const ports = shards.map((x) => Number(x.port)).filter((n) => Number.isInteger(n) && n > 0);
+  const restarts = shards.reduce((a, x) => a + x.restarts, 0);
+  const counts = [...by].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n} ${k}`).join(', ');
+  const range = ports.length ? `; ports ${Math.min(...ports)}-${Math.max(...ports)}` : '';
+  return `shards: ${shards.length} (${counts})${range}; ${restarts} restart(s) in all (every shard: parley status --all)`;
 }
 
 async function serverStats(p: ProcessStatus): Promise<{ messagesIn: number; connections: number } | null> {
@@ -223,7 +264,7 @@ function redisInfo(port: number): Promise<string | null> {
   });
 }
 
-export async function runStatus(o: { stateDir: string; json?: boolean }): Promise<number> {
+export async function runStatus(o: { stateDir: string; json?: boolean; all?: boolean }): Promise<number> {
   const r = await collectStatus(o.stateDir);
   if (o.json) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
@@ -233,14 +274,21 @@ export async function runStatus(o: { stateDir: string; json?: boolean }): Promis
   const up = Math.round((Date.now() - r.agent.startedAt) / 1000);
   process.stdout.write(`Parley in ${r.stateDir}: agent pid ${r.agent.pid}, up ${up < 120 ? `${up}s` : `${Math.round(up / 60)}m`}${fd ? `; front door irc ${fd.irc}, http ${fd.http}` : ''}\n\n`);
   const head = ['KIND', 'ID', 'PORT', 'PID', 'STATE', 'HEALTH', 'RESTARTS', 'CONNS', 'MSGS/S', 'LAST EXIT'];
-  const cells = r.rows.map((x) => [
+  const shards = r.rows.filter((x) => x.kind === 'shard');
+  const summarise = !o.all && shards.length > SHARD_SUMMARY_OVER;
+  const shown = summarise ? r.rows.filter((x) => x.kind !== 'shard') : r.rows;
+  const cells = shown.map((x) => [
     x.kind, x.serverName ? `${x.id} (${x.serverName})` : x.id, x.port, x.pid === null ? '-' : String(x.pid), x.state, x.health,
     String(x.restarts), x.connections === null ? '-' : String(x.connections), x.msgsPerSec === null ? '-' : x.msgsPerSec.toFixed(1), x.lastExit,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]): string => c.map((v, i) => (i === c.length - 1 ? v : v.padEnd(widths[i]!))).join('  ').trimEnd();
   process.stdout.write(`${line(head)}\n${cells.map(line).join('\n')}\n`);
+  if (summarise) process.stdout.write(`\n${shardSummary(shards)}\n`);
   const bad = r.rows.filter((x) => !x.healthy);
-  if (bad.length) process.stdout.write(`\nnot healthy: ${bad.map((x) => `${x.id} (${x.health})`).join(', ')}\n`);
+  if (bad.length) {
+    const listed = bad.slice(0, 50).map((x) => `${x.id} (${x.health})`).join(', ');
+    process.stdout.write(`\nnot healthy: ${listed}${bad.length > 50 ? `, and ${bad.length - 50} more (parley status --json)` : ''}\n`);
+  }
   return r.healthy ? 0 : 2;
 }

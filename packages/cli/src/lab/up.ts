@@ -6,6 +6,7 @@
  * adopts the running agent and changes the plan if the counts changed.
  */
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -69,17 +70,22 @@ export async function runUp(o: UpOptions): Promise<void> {
 
   let live = await liveAgent(paths);
   let startedAgent = false;
+  /** the admin token when this run made it (printed once), else null */
+  let newToken: string | null = null;
   let host: HostFile;
   if (live) {
     host = (await readHostFile(paths))!;
     if (!live.fresh) live = await waitFresh(paths, live.pid);
     say(`adopting the running cluster in ${paths.root} (agent pid ${live.pid})`);
+    newToken = await ensureAdminToken(paths);
+    if (newToken !== null) say('note: made an admin token; running instances read it at their next restart (parley restart --rolling)');
   } else {
     const fresh = !(await readHostFile(paths));
     await checkFrontDoorPorts(o, fresh);
     await initStateDir(paths.root);
     await clearLeftovers(paths);
     host = await prepareHostFile(paths);
+    newToken = await ensureAdminToken(paths);
     say(`starting Parley in ${paths.root} ...`);
     await startAgent(paths);
     startedAgent = true;
@@ -97,6 +103,10 @@ export async function runUp(o: UpOptions): Promise<void> {
     if (changed && !startedAgent) say(`plan changed: ${plan.instances.length} instance(s), ${plan.shards.length} shard(s)`);
     const done = await waitConverged(lab, client, plan, revision, o.timeout * 1000);
     printUp(paths, host, plan, done.status.frontDoor, Date.now() - t0);
+    if (newToken !== null) {
+      say(`  admin token:        ${newToken}`);
+      say(`                      (shown once; kept in ${paths.adminToken}, mode 0600: REST API writes need it as Authorization: Bearer <token>)`);
+    }
   } catch (err) {
     if (startedAgent) {
       // Nothing half-started stays behind.
@@ -155,6 +165,21 @@ async function clearLeftovers(p: StatePaths): Promise<void> {
       // gone meanwhile
     }
     for (let i = 0; i < 50 && pidAlive(proc.pid!); i++) await sleep(100);
+  }
+}
+
+/**
+ * The REST API's admin token: 32 random bytes in hex, made once per state directory (mode 0600,
+ * created exclusively so two `up`s never make two). Resolves to the token when this call made it.
+ */
+export async function ensureAdminToken(p: StatePaths): Promise<string | null> {
+  const token = crypto.randomBytes(32).toString('hex');
+  try {
+    await fs.writeFile(p.adminToken, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    return token;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
+    throw err;
   }
 }
 
