@@ -9,7 +9,7 @@ export class Metrics {
   readonly linesIn = new Counter({ name: 'parley_lines_in_total', help: 'IRC lines received from clients', registers: [this.registry] });
   readonly messagesIn = new Counter({ name: 'parley_messages_in_total', help: 'PRIVMSG/NOTICE accepted from local clients', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly messagesStored = new Counter({ name: 'parley_messages_stored_total', help: 'Messages made durable by this instance', registers: [this.registry] });
-  readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (admission: store backlog over its limit)', labelNames: ['code'] as const, registers: [this.registry] });
+  readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (admission: a QoS limit or the store backlog)', labelNames: ['code'] as const, registers: [this.registry] });
   readonly messagesFailed = new Counter({ name: 'parley_messages_failed_total', help: 'Messages refused because they could not be stored', registers: [this.registry] });
   readonly linesOut = new Counter({ name: 'parley_lines_out_total', help: 'IRC lines written to clients', registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'parley_deliveries_total', help: 'Messages delivered to local recipients (one per recipient)', registers: [this.registry] });
@@ -38,6 +38,15 @@ export class Metrics {
   readonly shardsDown = new Gauge({ name: 'parley_shards_down', help: 'Shards this instance currently treats as down (appends and reads to their rooms fail at once)', registers: [this.registry] });
   readonly lateCommits = new Counter({ name: 'parley_store_late_commits_total', help: 'Messages answered with an error that their shard committed after all (expected 0)', registers: [this.registry] });
   readonly commandErrors = new Counter({ name: 'parley_command_errors_total', help: 'Commands that failed unexpectedly (answered FAIL ... INTERNAL_ERROR or TEMPORARILY_UNAVAILABLE)', labelNames: ['command'] as const, registers: [this.registry] });
+  readonly shardMessages = new Counter({
+    name: 'parley_shard_messages_total', help: 'Messages sent through this instance, by the shard of their room (unknown: not resolved yet) and outcome: accepted (stored), refused_qos, refused_backlog, failed (store failure)',
+    labelNames: ['shard', 'outcome'] as const, registers: [this.registry],
+  });
+  readonly qosFailOpen = new Counter({ name: 'parley_qos_fail_open_total', help: 'Messages admitted without a QoS check because the QoS buckets (Redis) did not answer', registers: [this.registry] });
+  readonly qosTake = new Histogram({
+    name: 'parley_qos_take_seconds', help: 'One QoS round trip to Redis (tokens of every limited room of one tick)', registers: [this.registry],
+    buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
+  });
   readonly uncaughtErrors = new Counter({ name: 'parley_uncaught_errors_total', help: 'Errors that reached the process-level handlers (unhandled rejections, uncaught exceptions)', labelNames: ['kind'] as const, registers: [this.registry] });
 
   // Label children of the hot path, looked up once.
@@ -45,6 +54,19 @@ export class Metrics {
   readonly noticeIn = this.messagesIn.labels('NOTICE');
   readonly tcpConnections = this.connections.labels('tcp');
   readonly wsConnections = this.connections.labels('ws');
+
+  private readonly shardSeriesCache = new Map<number | null, { shard: number | null; counters: Counter.Internal[] }>();
+
+  /** The label children of `parley_shard_messages_total` for one shard, in QOS_COUNTERS order; created once per shard. */
+  shardSeries(shard: number | null): { shard: number | null; counters: Counter.Internal[] } {
+    let s = this.shardSeriesCache.get(shard);
+    if (!s) {
+      const label = shard === null ? 'unknown' : String(shard);
+      s = { shard, counters: ['accepted', 'refused_qos', 'refused_backlog', 'failed'].map((o) => this.shardMessages.labels(label, o)) };
+      this.shardSeriesCache.set(shard, s);
+    }
+    return s;
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -9,7 +9,13 @@ import { MemoryBroker, MemoryHub } from '../../../packages/server/src/cluster/br
 import { MemoryClusterData, MemoryClusterState } from '../../../packages/server/src/cluster/state-memory.js';
 import { ClusterConfigSchema, type ClusterConfig } from '../../../packages/server/src/config.js';
 import { COMMANDS } from '../../../packages/server/src/core/commands/table.js';
-import { ChatNode } from '../../../packages/server/src/core/node.js';
+import { ChatNode, type NodeOptions } from '../../../packages/server/src/core/node.js';
+import { BacklogAdmission } from '../../../packages/server/src/core/admission.js';
+import { QosAdmission } from '../../../packages/server/src/qos/admission.js';
+import { MemoryTokenBuckets } from '../../../packages/server/src/qos/buckets.js';
+import { MemoryQosCounters } from '../../../packages/server/src/qos/counters.js';
+import { QosDirectory } from '../../../packages/server/src/qos/directory.js';
+import { QosOutcomes } from '../../../packages/server/src/qos/outcomes.js';
 import type { Session, Transport } from '../../../packages/server/src/core/session.js';
 import { Metrics } from '../../../packages/server/src/metrics.js';
 import { MemoryStore } from '../../../packages/server/src/store/memory-store.js';
@@ -31,11 +37,38 @@ export class TestCluster {
     return c;
   }
 
+  /**
+   * QoS on memory backends, shared by every node added after it (so "cluster-wide"): one
+   * directory (classes and rooms put in by the test; `shardOf` gives rooms a shard), one set of
+   * buckets on a clock the test may drive, one counter store.
+   */
+  qos: TestQos | null = null;
+
+  enableQos(nowUs?: () => number): TestQos {
+    const shardOf = new Map<string, number>();
+    const shardClass = new Map<number, string>();
+    const directory = new QosDirectory({ pinnedShard: (r) => shardOf.get(r), shardClass: (id) => shardClass.get(id) });
+    this.qos = { directory, shardOf, shardClass, buckets: new MemoryTokenBuckets(nowUs), counters: new MemoryQosCounters() };
+    return this.qos;
+  }
+
   async addNode(id: string, config: Record<string, unknown> = {}): Promise<ChatNode> {
-    const node = new ChatNode({
+    const metrics = new Metrics();
+    const extra: Partial<NodeOptions> = {};
+    const q = this.qos;
+    if (q) {
+      extra.admission = new QosAdmission({
+        directory: q.directory, buckets: q.buckets, log: silent,
+        backlog: new BacklogAdmission(this.store, () => node.config.limits.storeBacklog),
+        metrics: { failOpen: (n) => metrics.qosFailOpen.inc(n), took: (s) => metrics.qosTake.observe(s) },
+      });
+      extra.outcomes = new QosOutcomes(q.directory, q.counters, (shard) => metrics.shardSeries(shard));
+    }
+    const node: ChatNode = new ChatNode({
       instanceId: id, serverName: `${id}.test`, config: ClusterConfigSchema.parse(config) as ClusterConfig,
       state: new MemoryClusterState(this.data), store: this.store,
-      broker: (h) => new MemoryBroker(this.hub, h), commands: COMMANDS, metrics: new Metrics(), log: silent,
+      broker: (h) => new MemoryBroker(this.hub, h), commands: COMMANDS, metrics, log: silent,
+      ...extra,
     });
     await node.start();
     this.nodes.push(node);
@@ -69,6 +102,16 @@ export class TestCluster {
       await n.bus.close();
     }
   }
+}
+
+export interface TestQos {
+  directory: QosDirectory;
+  /** room → shard, as the store's shard map would pin them */
+  shardOf: Map<string, number>;
+  /** shard → its class name */
+  shardClass: Map<number, string>;
+  buckets: MemoryTokenBuckets;
+  counters: MemoryQosCounters;
 }
 
 type Waiter = { pred: (m: IrcMessage) => boolean; resolve: (m: IrcMessage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };

@@ -3,7 +3,8 @@ import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
 import type { MessageStore } from '../store/store.js';
 import { StoreUnavailableError } from '../store/errors.js';
-import type { Admission, Refusal } from './admission.js';
+import { NO_OUTCOMES, type Admission, type MessageOutcomes, type Refusal } from './admission.js';
+import { Cap } from './caps.js';
 import type { ClusterBus } from './bus.js';
 import { topics, type DirectEnvelope } from './envelope.js';
 import { dmRoom, lower } from './names.js';
@@ -19,6 +20,8 @@ export interface MessagingOptions {
   state: ClusterState;
   store: Pick<MessageStore, 'append'>;
   admission: Admission;
+  /** what became of each message, per room (cluster-wide counters); default: not counted */
+  outcomes?: MessageOutcomes;
   rooms: Rooms;
   users: Users;
   bus: ClusterBus;
@@ -44,7 +47,13 @@ export interface Post {
  * cannot be stored gets a standard reply and reaches nobody. Never rejects.
  */
 export class Messaging {
-  constructor(private readonly o: MessagingOptions) {}
+  private readonly outcomes: MessageOutcomes;
+  private readonly rateLimited;
+
+  constructor(private readonly o: MessagingOptions) {
+    this.outcomes = o.outcomes ?? NO_OUTCOMES;
+    this.rateLimited = o.metrics.messagesRefused.labels('RATE_LIMITED');
+  }
 
   async toChannel(s: Session, p: Post, r: Responder): Promise<void> {
     const key = lower(p.target);
@@ -65,8 +74,12 @@ export class Messaging {
       if (ch.modes.includes('n')) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
       display = ch.name;
     }
-    const verdict = this.o.admission.admit(key);
-    if (verdict !== null && !(await this.admitted(verdict, p, display, r))) return;
+    let verdict = this.o.admission.admit(key);
+    if (verdict !== null) {
+      // A later answer is confirmed in the tick of the append (see Admission).
+      if ('then' in verdict) verdict = (await verdict) ?? this.o.admission.confirm?.(key) ?? null;
+      if (verdict !== null) return this.refused(s, p, key, display, r, verdict);
+    }
     const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
     let stored;
     try {
@@ -74,6 +87,7 @@ export class Messaging {
     } catch (err) {
       return this.notStored(p, key, display, r, err);
     }
+    this.outcomes.count(key, 'accepted');
     this.o.metrics.messagesStored.inc();
     this.o.stats.stored++;
     const out = storedLine(room?.tag ?? roomTag(key), stored.seq, stored.time, rest, p.tagText);
@@ -96,8 +110,11 @@ export class Messaging {
     }
     const display = local?.nick ?? remote?.nick ?? p.target;
     const room = dmRoom(s.nick, display);
-    const verdict = this.o.admission.admit(room);
-    if (verdict !== null && !(await this.admitted(verdict, p, display, r))) return;
+    let verdict = this.o.admission.admit(room);
+    if (verdict !== null) {
+      if ('then' in verdict) verdict = (await verdict) ?? this.o.admission.confirm?.(room) ?? null;
+      if (verdict !== null) return this.refused(s, p, room, display, r, verdict);
+    }
     const rest = `:${s.source} ${p.command} ${display} :${p.text}`;
     let stored;
     try {
@@ -105,6 +122,7 @@ export class Messaging {
     } catch (err) {
       return this.notStored(p, room, display, r, err);
     }
+    this.outcomes.count(room, 'accepted');
     this.o.metrics.messagesStored.inc();
     this.o.stats.stored++;
     const out = storedLine(roomTag(room), stored.seq, stored.time, rest, p.tagText);
@@ -124,21 +142,27 @@ export class Messaging {
   }
 
   /**
-   * A verdict of the admission step other than a plain yes (which costs no await, so the check
-   * and the append of one message happen in the same tick): answers a refusal itself.
+   * The admission step refused (a plain yes costs no await, so the check and the append of one
+   * message happen in the same tick): `FAIL <command> RATE_LIMITED <target> <retry-after-ms>`,
+   * and for a PRIVMSG from a client that negotiated neither echo-message nor labeled-response (it
+   * would show nothing of a FAIL it does not know) also a server NOTICE saying the same. A refused
+   * NOTICE gets no NOTICE back (RFC 2812: no automatic replies to NOTICE).
    */
-  private async admitted(verdict: Refusal | Promise<Refusal | null>, p: Post, display: string, r: Responder): Promise<boolean> {
-    const refusal = 'then' in verdict ? await verdict : verdict;
-    if (refusal === null) return true;
-    this.o.metrics.messagesRefused.inc({ code: refusal.code });
-    const seconds = String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)));
-    r.send(failLine(this.o.serverName, p.command, FAIL[refusal.code], [display, seconds], refusal.text));
-    return false;
+  private refused(s: Session, p: Post, room: string, display: string, r: Responder, refusal: Refusal): void {
+    this.rateLimited.inc();
+    this.outcomes.count(room, refusal.reason === 'qos' ? 'refusedQos' : 'refusedBacklog');
+    const ms = String(refusal.retryAfterMs);
+    r.send(failLine(this.o.serverName, p.command, FAIL[refusal.code], [display, ms], refusal.text));
+    if (p.command === 'PRIVMSG' && (s.caps & (Cap.EchoMessage | Cap.LabeledResponse)) === 0) {
+      const why = refusal.reason === 'qos' ? 'rate limited' : 'server busy';
+      r.send(`:${this.o.serverName} NOTICE ${s.nick} :Message to ${display} refused: ${why}, retry in ${ms} ms`);
+    }
   }
 
   /** The store refused: a definitive answer (the message is not in history and never will be). */
   private notStored(p: Post, room: string, display: string, r: Responder, err: unknown): void {
     this.o.metrics.messagesFailed.inc();
+    this.outcomes.count(room, 'failed');
     const down = err instanceof StoreUnavailableError;
     if (down) this.o.log.debug({ err: err.message, room }, 'message refused: shard down');
     else this.o.log.error({ err: (err as Error).message, room }, 'message could not be stored');

@@ -5,7 +5,7 @@ import type { ClusterConfig } from '../config.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
 import type { MessageStore } from '../store/store.js';
-import { BacklogAdmission, type Admission } from './admission.js';
+import { BacklogAdmission, type Admission, type MessageOutcomes } from './admission.js';
 import { ClusterBus, type BrokerFactory, type BusListener, type PeerEnvelope } from './bus.js';
 import type { CommandContext, CommandTable } from './context.js';
 import { Dispatcher } from './dispatcher.js';
@@ -29,6 +29,8 @@ export interface NodeOptions {
   log: Logger;
   /** the write-admission seam; default: refuse above `limits.storeBacklog` waiting messages */
   admission?: Admission;
+  /** what became of each message (cluster-wide QoS counters); default: not counted */
+  outcomes?: MessageOutcomes;
   /** bytes a client may have queued in its socket before it is dropped as too slow */
   maxSendQueueBytes?: number;
 }
@@ -88,6 +90,7 @@ export class ChatNode implements CommandContext, BusListener {
       serverName: o.serverName, state: o.state, store: o.store, rooms: this.rooms, users: this.users, bus: this.bus,
       metrics: o.metrics, log: o.log, stats: this.stats,
       admission: o.admission ?? new BacklogAdmission(o.store, () => this.config.limits.storeBacklog),
+      outcomes: o.outcomes,
     });
     this.dispatcher = new Dispatcher(o.commands, this);
   }

@@ -22,6 +22,8 @@ const MAX_PIN_ATTEMPTS = 5;
 
 interface KnownShard extends ShardInfo {
   state: 'active' | 'draining';
+  /** the shard's QoS class, if its entry names one */
+  qos: string | undefined;
 }
 
 /**
@@ -121,6 +123,7 @@ export class EtcdShardDirectory implements ShardDirectory {
       url: entry.url,
       poolSize: entry.poolSize ?? this.defaultPoolSize,
       state: entry.state ?? 'active',
+      qos: entry.qos,
     });
     return true;
   }
@@ -131,6 +134,16 @@ export class EtcdShardDirectory implements ShardDirectory {
     if (!this.known.delete(id)) return false;
     this.logger?.warn({ shard: id }, 'shard removed from the shard map');
     return true;
+  }
+
+  /** The room's shard if this instance resolved the room before (no round trip); else undefined. */
+  pinnedShard(room: string): number | undefined {
+    return this.pins.get(room);
+  }
+
+  /** The QoS class named in the shard's entry (undefined: none, or no such shard). */
+  shardClass(id: number): string | undefined {
+    return this.known.get(id)?.qos;
   }
 
   shards(): ShardInfo[] {

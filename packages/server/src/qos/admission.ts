@@ -1,0 +1,139 @@
+import type { Logger } from 'pino';
+import type { Admission, Refusal } from '../core/admission.js';
+import type { TokenBuckets, TokenGrant, TokenRequest } from './buckets.js';
+import type { QosDirectory, RoomQos } from './directory.js';
+
+/** What QosAdmission reports (the instance's Prometheus metrics, or nothing in tests). */
+export interface QosAdmissionMetrics {
+  /** messages admitted without a QoS answer (the buckets could not be consulted) */
+  failOpen(n: number): void;
+  /** one `take` round trip, in seconds, with the number of rooms it carried */
+  took(seconds: number, rooms: number): void;
+}
+
+export interface QosAdmissionOptions {
+  directory: QosDirectory;
+  buckets: TokenBuckets;
+  /**
+   * The check composed after QoS (the store backlog, BacklogAdmission): asked first too, so a
+   * message already over the backlog takes no token.
+   */
+  backlog: { admit(room: string): Refusal | null };
+  metrics?: QosAdmissionMetrics;
+  log: Logger;
+}
+
+/**
+ * Per-room QoS, cluster-wide, off the per-message round trip. A message of a room without a
+ * limit (no class applies and no shard budget) is answered at once, exactly as the backlog check
+ * alone would. For a limited room, `admit` only counts the message on the room's `RoomQos` and
+ * returns a promise; once per event-loop tick (setImmediate) every room asked during that tick
+ * takes its tokens: one request per room with the count of its messages, all rooms in one `take`
+ * (one pipelined round trip to Redis). The first k of the room's n messages of the tick are
+ * admitted, in order, and the rest refused with the retry-after the buckets computed. The store
+ * backlog is checked before (no token for a message already over it) and again by `confirm`,
+ * right before each append.
+ *
+ * When the buckets cannot be consulted (Redis unreachable or not answering within its command
+ * timeout) the tick's messages are admitted (fail open) and counted: a Redis outage must not stop
+ * rooms that are otherwise working.
+ */
+export class QosAdmission implements Admission {
+  private tick: RoomQos[] = [];
+  private scheduled = false;
+  private failingOpen = false;
+
+  constructor(private readonly o: QosAdmissionOptions) {}
+
+  admit(room: string): Refusal | null | Promise<Refusal | null> {
+    const before = this.o.backlog.admit(room);
+    if (before !== null) return before;
+    const q = this.o.directory.room(room);
+    if (q.unlimited) return null;
+    if (q.asked === 0) {
+      this.tick.push(q);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(this.flush);
+      }
+    }
+    q.asked++;
+    return new Promise<Refusal | null>((resolve) => q.answers.push(resolve));
+  }
+
+  confirm(room: string): Refusal | null {
+    return this.o.backlog.admit(room);
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const rooms = this.tick;
+    this.tick = [];
+    const requests: TokenRequest[] = new Array<TokenRequest>(rooms.length);
+    const answers: ((r: Refusal | null) => void)[][] = new Array<((r: Refusal | null) => void)[]>(rooms.length);
+    for (let i = 0; i < rooms.length; i++) {
+      const q = rooms[i] as RoomQos;
+      requests[i] = { room: q.room, shard: q.shard, n: q.asked, rate: q.rate, burst: q.burst, shardRate: q.shardRate, shardBurst: q.shardBurst };
+      answers[i] = q.answers;
+      q.answers = [];
+      q.asked = 0;
+    }
+    const started = performance.now();
+    let taking: Promise<(TokenGrant | Error)[]>;
+    try {
+      taking = this.o.buckets.take(requests);
+    } catch (err) {
+      taking = Promise.reject(err as Error);
+    }
+    taking.then(
+      (grants) => {
+        this.o.metrics?.took((performance.now() - started) / 1000, rooms.length);
+        let failed = 0;
+        let firstError: Error | null = null;
+        for (let i = 0; i < requests.length; i++) {
+          const g = grants[i];
+          const waiting = answers[i] as ((r: Refusal | null) => void)[];
+          if (g === undefined || g instanceof Error) {
+            firstError ??= g ?? new Error('no answer for this room');
+            failed += waiting.length;
+            for (const a of waiting) a(null);
+            continue;
+          }
+          settle(waiting, g);
+        }
+        if (failed > 0) this.openFail(failed, firstError);
+        else this.failingOpen = false;
+      },
+      (err: unknown) => {
+        let n = 0;
+        for (const waiting of answers) {
+          n += waiting.length;
+          for (const a of waiting) a(null);
+        }
+        this.openFail(n, err);
+      },
+    );
+  };
+
+  private openFail(n: number, err: unknown): void {
+    this.o.metrics?.failOpen(n);
+    // One line per outage, not one per tick.
+    if (this.failingOpen) return;
+    this.failingOpen = true;
+    this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'QoS buckets unreachable: messages are admitted without a rate limit until they answer');
+  }
+}
+
+/** The first `granted` answers admit, the rest share one refusal. */
+function settle(waiting: ((r: Refusal | null) => void)[], g: TokenGrant): void {
+  const k = g.granted;
+  for (let i = 0; i < k && i < waiting.length; i++) (waiting[i] as (r: Refusal | null) => void)(null);
+  if (k >= waiting.length) return;
+  const refusal: Refusal = {
+    code: 'RATE_LIMITED',
+    reason: 'qos',
+    retryAfterMs: g.retryAfterMs,
+    text: `Rate limited: message not stored, retry in ${g.retryAfterMs} ms`,
+  };
+  for (let i = k; i < waiting.length; i++) (waiting[i] as (r: Refusal | null) => void)(refusal);
+}
