@@ -14,6 +14,15 @@ import { guardProcess, unguardProcess } from './process-guard.js';
 import { createHttpServer } from './net/http.js';
 import { createTcpServer } from './net/tcp.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
+import { BacklogAdmission } from './core/admission.js';
+import { closeRedis } from './cluster/broker-redis.js';
+import { QosAdmission } from './qos/admission.js';
+import { RedisTokenBuckets } from './qos/buckets-redis.js';
+import { RedisQosCounters, type QosCounterStore } from './qos/counters.js';
+import { QosDirectory } from './qos/directory.js';
+import { EtcdQosFeed } from './qos/directory-etcd.js';
+import { QosOutcomes } from './qos/outcomes.js';
+import { Redis } from 'ioredis';
 import { registerShards as registerShardUrls, withTimeout } from '@parley/contracts';
 
 /** A startup problem the operator must fix; `main` prints its message as one line. */
@@ -37,6 +46,10 @@ export class ParleyServer {
   private store!: ShardedStore;
   private directory!: EtcdShardDirectory;
   node!: ChatNode;
+  /** QoS: every room's class and limits (live from etcd) and the cluster-wide message counters */
+  qos!: { directory: QosDirectory; counters: QosCounterStore };
+  private qosFeed: EtcdQosFeed | null = null;
+  private qosRedis: Redis | null = null;
   private tcp!: net.Server;
   private http!: FastifyInstance;
   private timer: NodeJS.Timeout | null = null;
@@ -77,10 +90,16 @@ export class ParleyServer {
       throw new StartupError(`cannot reach etcd at ${o.etcd.join(',')} ${why}; is it running?`);
     }
 
-    const directory = (this.directory = new EtcdShardDirectory({ client: this.registry.client, prefix: etcdPrefix, defaultPoolSize: o.pgPoolSize, logger: this.log }));
+    const directory = (this.directory = new EtcdShardDirectory({
+      client: this.registry.client, prefix: etcdPrefix, defaultPoolSize: o.pgPoolSize, logger: this.log,
+      onShardsChanged: () => qosDirectory.shardsChanged(),
+    }));
+    const qosDirectory = new QosDirectory(directory);
+    this.qosFeed = new EtcdQosFeed(this.registry.client, etcdPrefix, qosDirectory, this.log);
     try {
       await this.registerShards();
       await directory.start();
+      await this.qosFeed.start();
     } catch (err) {
       throw new StartupError(`etcd: cannot read or write the shard map: ${firstLine(err)}`);
     }
@@ -116,13 +135,27 @@ export class ParleyServer {
     }
 
     this.state = new RedisClusterState(o.redis, o.prefix, this.log);
+    const qosRedis = (this.qosRedis = qosConnection(o.redis, this.log));
+    const counters = new RedisQosCounters(qosRedis, o.prefix, { log: this.log });
+    this.qos = { directory: qosDirectory, counters };
+    const admission = new QosAdmission({
+      directory: qosDirectory,
+      buckets: new RedisTokenBuckets(qosRedis, o.prefix),
+      backlog: new BacklogAdmission(this.store, () => this.node.config.limits.storeBacklog),
+      metrics: {
+        failOpen: (n) => this.metrics.qosFailOpen.inc(n),
+        took: (seconds) => this.metrics.qosTake.observe(seconds),
+      },
+      log: this.log,
+    });
     this.node = new ChatNode({
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
       broker: (handler) => new RedisBroker(o.redis, o.prefix, handler, this.log),
       commands: COMMANDS, metrics: this.metrics, log: this.log,
+      admission, outcomes: new QosOutcomes(qosDirectory, counters, (shard) => this.metrics.shardSeries(shard)),
     });
     try {
-      await withTimeout(Promise.all([this.state.start(), this.node.start()]), 5000, 'no answer within 5s');
+      await withTimeout(Promise.all([this.state.start(), this.node.start(), qosRedis.connect()]), 5000, 'no answer within 5s');
     } catch (err) {
       throw new StartupError(`cannot reach Redis at ${o.redis} (${firstLine(err)})`);
     }
@@ -216,13 +249,43 @@ export class ParleyServer {
     await this.http?.close().catch(() => undefined);
     await this.state?.forgetInstance(this.id).catch(() => undefined);
     await this.node?.bus.close();
+    await this.qos?.counters.close();
+    if (this.qosRedis) await closeRedis(this.qosRedis);
     await this.state?.close();
     await this.store?.close();
     await this.directory?.close();
+    await this.qosFeed?.close();
     await this.registry?.close();
     unguardProcess(this.metrics);
     this.log.info('closed');
   }
+}
+
+/**
+ * The connection of the QoS buckets and counters: no offline queue and no retries (a call while
+ * Redis is away fails at once, and the QoS step admits: fail open), and a short command timeout
+ * (a frozen Redis holds a tick's messages for at most 500 ms).
+ */
+function qosConnection(url: string, log: Logger): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: 500,
+    retryStrategy: (times) => Math.min(times * 50, 1000),
+    connectionName: 'parley-qos',
+  });
+  let last = '';
+  redis.on('error', (err: Error) => {
+    // ioredis repeats the same error on every reconnection attempt: say it once per outage.
+    log[last === err.message ? 'debug' : 'warn']({ err: err.message }, 'redis QoS connection error');
+    last = err.message;
+  });
+  redis.on('ready', () => {
+    last = '';
+  });
+  return redis;
 }
 
 function firstLine(err: unknown): string {
