@@ -5,6 +5,7 @@ import { InstanceOptionsSchema, ParleyServer, StartupError } from '@parley/serve
 import { die, intArg, list } from './util.js';
 import { register as registerLab } from './lab/index.js';
 import { register as registerLoad } from './load/index.js';
+import { register as registerProvision } from './provision/index.js';
 
 const env = process.env;
 
@@ -27,8 +28,10 @@ program
   .option('--prefix <name>', 'cluster namespace in etcd and Redis', env.PARLEY_PREFIX)
   .option('--pg <url>', 'PostgreSQL shard URL, registered as shard 0, 1, ... (repeatable) [env PARLEY_PG]', list)
   .option('--pg-pool-size <n>', 'connections per shard', intArg('--pg-pool-size'), env.PARLEY_PG_POOL_SIZE ? Number(env.PARLEY_PG_POOL_SIZE) : undefined)
+  .option('--pg-idle-seconds <n>', "a shard's connections unused this long are closed (0 = never)", intArg('--pg-idle-seconds'), env.PARLEY_PG_IDLE_SECONDS ? Number(env.PARLEY_PG_IDLE_SECONDS) : undefined)
   .option('--lease-seconds <n>', 'registry lease: how fast a dead instance is noticed', intArg('--lease-seconds'), env.PARLEY_LEASE_SECONDS ? Number(env.PARLEY_LEASE_SECONDS) : undefined)
   .option('--etcd-timeout-seconds <n>', 'how long to wait for etcd at start', intArg('--etcd-timeout-seconds'), env.PARLEY_ETCD_TIMEOUT_SECONDS ? Number(env.PARLEY_ETCD_TIMEOUT_SECONDS) : undefined)
+  .option('--admin-token-file <path>', 'file with the token the HTTP API write routes require (none: writes answer 403)', env.PARLEY_ADMIN_TOKEN_FILE)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
   .action(async (o: Record<string, unknown>) => {
     // List options: the command line replaces the environment rather than adding to it.
@@ -58,5 +61,6 @@ program
 
 registerLab(program);
 registerLoad(program);
+registerProvision(program);
 
 program.parseAsync(process.argv).catch((err: Error) => die(err.message));

@@ -32,12 +32,19 @@ export const InstanceOptionsSchema = z
     prefix: PrefixSchema.default('parley'),
     /** PostgreSQL shards to register in etcd when the cluster has none yet */
     pg: z.array(z.string().url()).default([]),
-    /** connections per shard */
+    /** connections per shard (commit + readers) when neither its QoS class nor its entry sets a pool size */
     pgPoolSize: z.number().int().min(1).max(100).default(4),
+    /** seconds a shard's connections may stay unused before they are closed (reopened by the next use); 0 = never */
+    pgIdleSeconds: z.number().min(0).max(86_400).default(60),
     /** seconds of the registry lease: how fast others notice that this instance died */
     leaseSeconds: z.number().int().min(2).max(600).default(5),
     /** seconds to wait for etcd at start before giving up */
     etcdTimeoutSeconds: z.number().min(0.5).max(600).default(5),
+    /**
+     * file holding the admin token that write routes of the HTTP API require (`Authorization:
+     * Bearer <token>`), read once at start; without it every write route answers 403
+     */
+    adminTokenFile: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

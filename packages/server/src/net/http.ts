@@ -7,10 +7,10 @@ import { z } from 'zod';
 import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
 import type { Transport } from '../core/session.js';
-import { OPENAPI } from './openapi.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WEB_ROOT } from '@parley/web';
+import { ApiError, apiRoutes, registerDocumented, route, useZodRoutes, type ApiDeps } from './api/index.js';
 
 export const WS_TEXT = 'text.ircv3.net';
 export const WS_BINARY = 'binary.ircv3.net';
@@ -21,73 +21,63 @@ export interface HttpDeps {
   ready: () => boolean;
   /** cluster-wide facts for /api/stats */
   clusterStats: () => Promise<Record<string, unknown>>;
+  /** the QoS, shard, room and configuration API (net/api) */
+  api: ApiDeps;
 }
 
-const RoomsQuery = z.object({ limit: z.coerce.number().int().min(1).max(10_000).default(1000) }).strict();
+const ChannelsQuery = z.object({ limit: z.coerce.number().int().min(1).max(10_000).default(1000) }).strict();
+
+const ChannelsSchema = z.object({
+  rooms: z.array(z.object({ name: z.string(), topic: z.string(), members: z.number().int(), messages: z.number().int(), modes: z.string() })),
+});
+
+const ReadinessSchema = z.object({ ready: z.boolean(), draining: z.boolean() });
+
+const StatsSchema = z.object({
+  instance: z.object({
+    id: z.string(),
+    serverName: z.string(),
+    uptimeSeconds: z.number().int(),
+    connections: z.number().int(),
+    users: z.number().int(),
+    localRooms: z.number().int(),
+    messagesIn: z.number().int(),
+    messagesStored: z.number().int(),
+    deliveries: z.number().int(),
+    draining: z.boolean(),
+  }),
+  cluster: z.looseObject({
+    instances: z.array(z.looseObject({ id: z.string() })),
+    channels: z.number().int(),
+    shards: z.number().int(),
+  }),
+});
 
 /**
- * The HTTP side of an instance: health, readiness, Prometheus metrics, the JSON API, and the
- * IRCv3 WebSocket binding on the same port (one IRC line per frame).
+ * The HTTP side of an instance: health, readiness, Prometheus metrics, the JSON API (instance
+ * statistics, and in net/api the cluster's QoS classes, shards, rooms and configuration), its
+ * generated OpenAPI document, the browser client, and the IRCv3 WebSocket binding on the same
+ * port (one IRC line per frame). Every route is declared with `route()` (net/api/route.ts).
  */
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const { node } = deps;
   const app = Fastify({ logger: false });
+  useZodRoutes(app);
 
   app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+    if (err instanceof ApiError && err.statusCode < 500) return reply.status(err.statusCode).send(err.body());
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) node.log.error({ err: err.message }, 'http error');
-    void reply.status(status).send({ error: status >= 500 ? 'internal error' : err.message, statusCode: status });
+    return reply.status(status).send({ error: status >= 500 ? 'internal error' : err.message, statusCode: status });
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: `no route ${req.method} ${req.url}`, statusCode: 404 });
   });
 
-  app.get('/api/openapi.json', async () => OPENAPI);
-  // The browser client and the dashboard: a handful of static files, read once at start.
-  for (const [route, file] of staticFiles()) {
-    app.get(route, async (_req, reply) => reply.type(file.type).header('cache-control', 'no-cache').send(file.body));
-  }
-  app.get('/healthz', async () => ({ status: 'ok', instance: node.id }));
-  app.get('/readyz', async (_req, reply) => {
-    const ok = deps.ready() && !node.draining;
-    return reply.status(ok ? 200 : 503).send({ ready: ok, draining: node.draining });
+  registerDocumented(app, (scoped) => {
+    instanceRoutes(scoped, deps);
+    apiRoutes(scoped, deps.api);
   });
-  app.get('/metrics', async (_req, reply) => {
-    const text = await node.metrics.registry.metrics();
-    return reply.type(node.metrics.registry.contentType).send(text);
-  });
-  app.get('/api/rooms', async (req, reply) => {
-    const q = RoomsQuery.safeParse(req.query);
-    if (!q.success) return reply.status(400).send({ error: q.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), statusCode: 400 });
-    const keys = (await node.state.listChannels()).sort().slice(0, q.data.limit);
-    const [infos, members, counts] = await Promise.all([
-      node.state.channels(keys),
-      node.state.memberCounts(keys),
-      node.store.counts(keys),
-    ]);
-    const byRoom = new Map(counts.map((c) => [c.room, c.messages]));
-    const rooms = keys.flatMap((k, i) => {
-      const ch = infos[i];
-      if (!ch) return [];
-      return [{ name: ch.name, topic: ch.topic, members: members[i] ?? 0, messages: byRoom.get(k) ?? 0, modes: `+${ch.modes}` }];
-    });
-    return { rooms };
-  });
-  app.get('/api/stats', async () => ({
-    instance: {
-      id: node.id,
-      serverName: node.serverName,
-      uptimeSeconds: Math.round((Date.now() - node.startedAt) / 1000),
-      connections: node.sessions.size,
-      users: node.users.size,
-      localRooms: node.rooms.size,
-      messagesIn: node.stats.messagesIn,
-      messagesStored: node.stats.stored,
-      deliveries: node.stats.deliveries,
-      draining: node.draining,
-    },
-    cluster: await deps.clusterStats(),
-  }));
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -106,6 +96,96 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     wss.close();
   });
   return app;
+}
+
+/** This instance's own routes: health, readiness, metrics, statistics, channels, static files. */
+function instanceRoutes(app: FastifyInstance, deps: HttpDeps): void {
+  const { node } = deps;
+  // The browser client and the dashboard: a handful of static files, read once at start.
+  for (const [url, file] of staticFiles()) {
+    route(app, null, {
+      method: 'GET',
+      url,
+      summary: `browser client file ${url}`,
+      tags: ['web'],
+      responses: { 200: { description: 'the file', contentType: file.type } },
+      handler: async (_in, reply) => reply.type(file.type).header('cache-control', 'no-cache').send(file.body),
+    });
+  }
+  route(app, null, {
+    method: 'GET',
+    url: '/healthz',
+    summary: 'Liveness of this process',
+    tags: ['instance'],
+    responses: { 200: { description: 'serving', schema: z.object({ status: z.literal('ok'), instance: z.string() }) } },
+    handler: async () => ({ status: 'ok', instance: node.id }),
+  });
+  route(app, null, {
+    method: 'GET',
+    url: '/readyz',
+    summary: 'Readiness for traffic (load balancers)',
+    tags: ['instance'],
+    responses: {
+      200: { description: 'ready', schema: ReadinessSchema },
+      503: { description: 'starting or draining', schema: ReadinessSchema },
+    },
+    handler: async (_in, reply) => {
+      const ok = deps.ready() && !node.draining;
+      return reply.status(ok ? 200 : 503).send({ ready: ok, draining: node.draining });
+    },
+  });
+  route(app, null, {
+    method: 'GET',
+    url: '/metrics',
+    summary: 'Prometheus metrics of this instance',
+    tags: ['instance'],
+    responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+    handler: async (_in, reply) => {
+      const text = await node.metrics.registry.metrics();
+      return reply.type(node.metrics.registry.contentType).send(text);
+    },
+  });
+  route(app, null, {
+    method: 'GET',
+    url: '/api/channels',
+    summary: 'Channels of the cluster (Redis) with member and message counts',
+    tags: ['instance'],
+    query: ChannelsQuery,
+    responses: { 200: { description: 'channels, sorted by key', schema: ChannelsSchema } },
+    handler: async ({ query }) => {
+      const keys = (await node.state.listChannels()).sort().slice(0, query.limit);
+      const [infos, members, counts] = await Promise.all([node.state.channels(keys), node.state.memberCounts(keys), node.store.counts(keys)]);
+      const byRoom = new Map(counts.map((c) => [c.room, c.messages]));
+      const rooms = keys.flatMap((k, i) => {
+        const ch = infos[i];
+        if (!ch) return [];
+        return [{ name: ch.name, topic: ch.topic, members: members[i] ?? 0, messages: byRoom.get(k) ?? 0, modes: `+${ch.modes}` }];
+      });
+      return { rooms };
+    },
+  });
+  route(app, null, {
+    method: 'GET',
+    url: '/api/stats',
+    summary: "This instance's counters and a cluster summary",
+    tags: ['instance'],
+    responses: { 200: { description: 'statistics', schema: StatsSchema } },
+    handler: async () => ({
+      instance: {
+        id: node.id,
+        serverName: node.serverName,
+        uptimeSeconds: Math.round((Date.now() - node.startedAt) / 1000),
+        connections: node.sessions.size,
+        users: node.users.size,
+        localRooms: node.rooms.size,
+        messagesIn: node.stats.messagesIn,
+        messagesStored: node.stats.stored,
+        deliveries: node.stats.deliveries,
+        draining: node.draining,
+      },
+      cluster: await deps.clusterStats(),
+    }),
+  });
 }
 
 const TYPES: Record<string, string> = {
