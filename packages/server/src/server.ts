@@ -12,6 +12,7 @@ import { ChatNode } from './core/node.js';
 import { Metrics } from './metrics.js';
 import { guardProcess, unguardProcess } from './process-guard.js';
 import { createHttpServer } from './net/http.js';
+import { AdminAuth, AdminTokenError, readAdminToken } from './net/api/index.js';
 import { createTcpServer } from './net/tcp.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
 import { BacklogAdmission } from './core/admission.js';
@@ -45,6 +46,8 @@ export class ParleyServer {
   private state!: RedisClusterState;
   private store!: ShardedStore;
   private directory!: EtcdShardDirectory;
+  /** shards the store reports down (id → why), for the API's shard list */
+  private readonly downShards = new Map<number, string>();
   node!: ChatNode;
   /** QoS: every room's class and limits (live from etcd) and the cluster-wide message counters */
   qos!: { directory: QosDirectory; counters: QosCounterStore };
@@ -72,6 +75,13 @@ export class ParleyServer {
   private async doStart(): Promise<void> {
     const o = this.opts;
     guardProcess(this.metrics, this.log);
+    let adminToken: string | null = null;
+    try {
+      adminToken = o.adminTokenFile === undefined ? null : readAdminToken(o.adminTokenFile);
+    } catch (err) {
+      if (err instanceof AdminTokenError) throw new StartupError(err.message);
+      throw err;
+    }
     const etcdPrefix = `/${o.prefix}`;
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
@@ -116,10 +126,12 @@ export class ParleyServer {
       events: {
         shardDown: (shard, cause) => {
           this.metrics.shardsDown.inc();
+          this.downShards.set(shard, cause.message);
           this.log.warn({ shard, err: cause.message }, 'shard down: its rooms fail at once until it answers');
         },
         shardUp: (shard, downMs) => {
           this.metrics.shardsDown.dec();
+          this.downShards.delete(shard);
           this.log.info({ shard, downMs }, 'shard back');
         },
         lateCommit: (shard, messages) => {
@@ -162,7 +174,13 @@ export class ParleyServer {
     await this.node.recoverOwnId();
 
     this.tcp = createTcpServer(this.node);
-    this.http = createHttpServer({ node: this.node, ready: () => this.ready, clusterStats: () => this.clusterStats() });
+    this.http = createHttpServer({
+      node: this.node, ready: () => this.ready, clusterStats: () => this.clusterStats(),
+      api: {
+        etcd: this.registry.client, prefix: o.prefix, counters, auth: new AdminAuth(adminToken),
+        shardDown: (id) => this.downShards.get(id) ?? null,
+      },
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         this.tcp.once('error', reject);
