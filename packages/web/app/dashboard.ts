@@ -1,7 +1,7 @@
-// Polls the instance's JSON API (/api/stats, /api/rooms) and shows it as text. Rates are computed
+// Polls the instance's JSON API (/api/stats, /api/channels) and shows it as text. Rates are computed
 // from the difference between two polls.
 
-/** The fields of /api/stats and /api/rooms this page shows (see docs/http-api.md). */
+/** The fields of /api/stats and /api/channels this page shows (see docs/http-api.md). */
 interface InstanceStats {
   id: string;
   uptimeSeconds: number;
@@ -59,7 +59,7 @@ async function getJson<T>(url: string): Promise<T> {
 
 async function poll(): Promise<void> {
   try {
-    const [stats, rooms] = await Promise.all([getJson<Stats>('/api/stats'), getJson<Rooms>('/api/rooms?limit=200')]);
+    const [stats, rooms] = await Promise.all([getJson<Stats>('/api/stats'), getJson<Rooms>('/api/channels?limit=200')]);
     const now = Date.now();
     const i = stats.instance;
     const prev = last;
