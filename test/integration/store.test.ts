@@ -422,6 +422,8 @@ describe('message store', { timeout: 120_000 }, () => {
       else down ||= `#first${i}`;
     }
     const t0 = performance.now();
+    // A read first: the shard's migration cannot connect, which is the shard being unavailable.
+    await assert.rejects(store.latest(down, null, 10), StoreUnavailableError);
     const [bad, good] = await Promise.allSettled([store.append(msg(down, 'x')), store.append(msg(up, 'y'))]);
     assert.equal(bad.status, 'rejected');
     assert.ok((bad as PromiseRejectedResult).reason instanceof StoreUnavailableError, String((bad as PromiseRejectedResult).reason));

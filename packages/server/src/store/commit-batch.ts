@@ -3,7 +3,7 @@ import pg from 'pg';
 import { TIMED_OUT, beforeDeadline } from './commit-connection.js';
 import type { CommitConnection, CommitSlot } from './commit-connection.js';
 import type { Pending } from './commit-queue.js';
-import { APPEND_SQL, DEADLINE_PASSED, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isUnavailableCode } from './commit-sql.js';
+import { APPEND_SQL, DEADLINE_PASSED, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isUnavailableCode, serverAnswer } from './commit-sql.js';
 import { StoreTimeoutError, StoreUnavailableError } from './errors.js';
 import { asError } from './events.js';
 import type { BatchListener, StoreLogger } from './events.js';
@@ -141,12 +141,4 @@ export class BatchWriter {
     }
     return new Error(`${what} to shard ${shard} failed: ${asError(err).message}`, { cause: err });
   }
-}
-
-/** The server's answer in `err` or its causes (a migration failure arrives wrapped twice), if any. */
-function serverAnswer(err: unknown): pg.DatabaseError | undefined {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof pg.DatabaseError) return e;
-  }
-  return undefined;
 }

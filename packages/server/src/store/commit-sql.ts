@@ -1,6 +1,7 @@
 /**
  * The statements of the group committer and the server answers it tells apart.
  */
+import pg from 'pg';
 
 export const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
 export const MAX_ATTEMPTS = 5;
@@ -78,4 +79,12 @@ returning id::text as id`;
 /** SQLSTATEs that mean the server is going away or refusing work: treat the shard as down. */
 export function isUnavailableCode(code: string | undefined): boolean {
   return code !== undefined && (code.startsWith('08') || code.startsWith('53') || /^57P0[1-5]$/.test(code));
+}
+
+/** The server's answer in `err` or its causes (a migration failure arrives wrapped twice), if any. */
+export function serverAnswer(err: unknown): pg.DatabaseError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof pg.DatabaseError) return e;
+  }
+  return undefined;
 }

@@ -6,8 +6,6 @@ export interface ShardInfo {
   url: string;
   /** connections this instance may open to the shard: the entry's, else the instance's default */
   poolSize: number;
-  /** the shard's QoS class (`qos` of its entry), when it names one */
-  qos?: string;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
 } from './history-sql.js';
 import type { MessageRow, SqlQuery } from './history-sql.js';
 import { migrate } from './migrations.js';
+import { serverAnswer } from './commit-sql.js';
 import type {
   AppendResult,
   NewMessage,
@@ -222,7 +223,12 @@ export class PgShard {
   private async rows<T extends pg.QueryResultRow>(q: SqlQuery): Promise<T[]> {
     const down = this.committer.down;
     if (down) throw new StoreUnavailableError(this.info.id, down);
-    await this.start();
+    try {
+      await this.start();
+    } catch (err) {
+      // First use of a shard that does not answer: the same error as a read would give.
+      throw serverAnswer(err) ? err : new StoreUnavailableError(this.info.id, err);
+    }
     try {
       return (await this.pool.query<T>(q.text, q.values)).rows;
     } catch (err) {
