@@ -24,7 +24,7 @@ import { QosDirectory } from './qos/directory.js';
 import { EtcdQosFeed } from './qos/directory-etcd.js';
 import { QosOutcomes } from './qos/outcomes.js';
 import { Redis } from 'ioredis';
-import { registerShards as registerShardUrls, withTimeout } from '@parley/contracts';
+import { registerShards as registerShardUrls, resolveQosClass, withTimeout } from '@parley/contracts';
 
 /** A startup problem the operator must fix; `main` prints its message as one line. */
 export class StartupError extends Error {}
@@ -102,7 +102,10 @@ export class ParleyServer {
 
     const directory = (this.directory = new EtcdShardDirectory({
       client: this.registry.client, prefix: etcdPrefix, defaultPoolSize: o.pgPoolSize, logger: this.log,
-      onShardsChanged: () => qosDirectory.shardsChanged(),
+      onShardsChanged: (shards) => {
+        qosDirectory.shardsChanged();
+        this.store?.shardsChanged(shards);
+      },
     }));
     const qosDirectory = new QosDirectory(directory);
     this.qosFeed = new EtcdQosFeed(this.registry.client, etcdPrefix, qosDirectory, this.log);
@@ -118,6 +121,9 @@ export class ParleyServer {
     }
     this.store = new ShardedStore({
       directory,
+      idleMs: o.pgIdleSeconds * 1000,
+      // A shard's pool: its class's poolSize (the class its entry names, else `default`), else the entry's, else --pg-pool-size.
+      classPoolSize: (info) => resolveQosClass(qosDirectory.classes, undefined, directory.shardClass(info.id)).cls?.poolSize,
       logger: this.log,
       onBatch: (rows, ms) => {
         this.metrics.persistBatchSize.observe(rows);
