@@ -45,7 +45,7 @@ const SAMPLE_MS = 1_000;
  * and probes each through its postmaster.pid instead of a connection: a connection costs the shard
  * a forked backend, a thousand of them a few seconds and a GB of RAM for nothing.
  */
-export const SHARD_SUMMARY_OVER = 16;
+export const SHARD_SUMMARY_OVER = 8;
 
 export async function collectStatus(stateDir: string, sample = true): Promise<StatusReport> {
   const lab = await openLab(stateDir);
