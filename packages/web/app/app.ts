@@ -1,357 +1,219 @@
-// Parley's browser client: IRC over WebSocket (IRCv3 binding, subprotocol text.ircv3.net, one
-// line per frame) through the project's own IrcClient and codec, bundled for the browser. A
-// message shows as sent once the server echoes it (echo-message): that echo means it is stored.
-// Missed messages are fetched with CHATHISTORY, on join, on reconnect, and whenever a msgid's
-// sequence number shows a gap. Everything from the network is rendered as text, never as HTML.
+// Parley's browser client: IRC over WebSocket (IRCv3 binding, one line per frame) through the
+// project's own IrcClient and codec (@parley/client/browser, @parley/protocol), bundled by
+// esbuild. The parts: state.ts (buffers, session), connection.ts (reconnect, labels, own
+// messages), irc.ts (incoming lines), history.ts (CHATHISTORY), commands.ts (slash commands),
+// render.ts (the DOM, text only), ui.ts (keyboard, panels), stats.ts (the live total).
+// This file wires them together.
 
-import { parseMsgid, type IrcMessage } from '@parley/protocol';
-import { BrowserWebSocketTransport, IrcClient, IrcClientError } from '@parley/client/browser';
+import type { IrcMessage } from '@parley/protocol';
+import { execute, type CommandHost } from './commands.js';
+import { pieces, reconnectNow, send, sendRaw, start, stop, transmit, type ConnectionEvents } from './connection.js';
+import { fill, older, targets } from './history.js';
+import { handle } from './irc.js';
+import { $, render, schedule, setActions } from './render.js';
+import { buffer, changed, current, find, forget, insert, isChannel, load, note, onChange, removeBuffer, select, serverBuffer, state, type Buffer, type Item } from './state.js';
+import { startTotal } from './stats.js';
+import { bindKeys, showChat } from './ui.js';
 
-interface Item {
-  time: string;
-  seq: number | null;
-  /** A channel event (join, part, ...) or a notice from the client itself. */
-  event?: string;
-  from?: string;
-  text?: string;
-  notice?: boolean;
-  /** Set while our own message waits for its echo. */
-  label?: string;
-}
+onChange(schedule);
 
-interface Channel {
-  name: string;
-  topic: string;
-  /** nick -> operator */
-  members: Map<string, boolean>;
-  /** NAMES replies being collected until 366. */
-  names: Map<string, boolean> | null;
-  items: Item[];
-  seen: Set<string>;
-  lastSeq: number;
-  lastMsgid: string;
-  unread: number;
-}
-
-function $<T extends HTMLElement = HTMLElement>(id: string): T {
-  const e = document.getElementById(id);
-  if (e === null) throw new Error(`#${id} is missing from the page`);
-  return e as T;
-}
-
-const state = {
-  client: null as IrcClient | null,
-  nick: '',
-  registered: false,
-  wantClose: false,
-  backoff: 1000,
-  labels: 0,
-  current: null as string | null,
-  /** Lower-case name -> channel. */
-  channels: new Map<string, Channel>(),
-};
-
-function channel(name: string): Channel {
-  const key = name.toLowerCase();
-  let c = state.channels.get(key);
-  if (!c) {
-    c = { name, topic: '', members: new Map(), names: null, items: [], seen: new Set(), lastSeq: 0, lastMsgid: '', unread: 0 };
-    state.channels.set(key, c);
+function say(target: string, text: string, isAction = false): void {
+  const b = buffer(target);
+  for (const piece of pieces(target, text, isAction)) {
+    const it = insert(b, {
+      kind: isAction ? 'action' : 'message',
+      time: Date.now(),
+      from: state.nick,
+      text: piece,
+      self: true,
+      out: { state: 'queued', target: b.name, text: piece, action: isAction, since: Date.now() },
+    });
+    transmit(b, it);
   }
-  return c;
+  changed();
 }
 
-/** Sends when registered; a message that cannot be put on a line becomes a notice, not a crash. */
-function send(command: string, params: string[], tags: Record<string, string> = {}): boolean {
-  const client = state.client;
-  if (!client || !state.registered) return false;
-  try {
-    client.send({ tags, source: undefined, command, params });
-    return true;
-  } catch (err) {
-    notice(`not sent: ${(err as Error).message}`);
-    return false;
+function joinChannels(names: string[]): void {
+  if (names.length === 0) return;
+  for (const n of names) buffer(n, 'channel').kicked = false;
+  const first = buffer(names[0] as string, 'channel');
+  select(first.key);
+  if (state.registered) send('JOIN', [names.join(',')]);
+}
+
+function close(b: Buffer): void {
+  if (b.kind === 'channel' && b.joined && state.registered) {
+    // The buffer goes when the server confirms the PART (irc.ts).
+    send('PART', [b.name]);
+    return;
   }
+  removeBuffer(b);
 }
 
-function setStatus(text: string, online: boolean): void {
-  $('status').textContent = text;
-  $('status').classList.toggle('online', online);
-}
-
-const nickOf = (source: string | undefined): string => (source ?? '').split('!')[0] ?? '';
-
-// ---- connection -----------------------------------------------------------------------------
-
-function connect(): void {
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
-  const client = new IrcClient({
-    transport: new BrowserWebSocketTransport(url),
-    nick: state.nick,
-    realname: 'Parley web',
-    keepHistory: false,
-  });
-  state.client = client;
-  state.registered = false;
-  setStatus('connecting', false);
-  client.on('message', handle);
-  client.on('close', () => {
-    if (state.client !== client) return;
-    state.registered = false;
-    if (state.wantClose) return;
-    setStatus('reconnecting', false);
-    // Checked when the timer fires: a refused registration (below) sets wantClose right after.
-    setTimeout(() => {
-      if (!state.wantClose && state.client === client) connect();
-    }, state.backoff);
-    state.backoff = Math.min(state.backoff * 2, 10000);
-  });
-  client.connect().then(
-    (welcome) => {
-      state.registered = true;
-      state.nick = welcome.nick;
-      state.backoff = 1000;
-      setStatus(`online as ${state.nick}`, true);
-      $('login').hidden = true;
-      $('chat').hidden = false;
-      for (const c of state.channels.values()) if (c.name.startsWith('#')) send('JOIN', [c.name]);
-    },
-    (err: unknown) => {
-      const reply = err instanceof IrcClientError ? err.reply : undefined;
-      // A refusal by numeric (nick in use, erroneous, ...) will not change by retrying.
-      if (reply === undefined || !/^\d{3}$/.test(reply.command)) return;
-      const p = reply.params;
-      $('login-error').textContent = (p[p.length - 1] ?? '') + (p.length > 2 && p[1] ? `: ${p[1]}` : '');
-      state.wantClose = true;
-      setStatus('disconnected', false);
-      $('login').hidden = false;
-      $('chat').hidden = true;
-    },
-  );
-}
-
-function handle(m: IrcMessage): void {
-  const p = m.params;
-  switch (m.command) {
-    case 'JOIN': {
-      const c = channel(p[0] ?? '');
-      const who = nickOf(m.source);
-      if (who === state.nick) {
-        c.members.clear();
-        // Resume where we left off, or load the recent past.
-        if (c.lastMsgid) send('CHATHISTORY', ['AFTER', c.name, `msgid=${c.lastMsgid}`, '1000']);
-        else send('CHATHISTORY', ['LATEST', c.name, '*', '100']);
-        if (!state.current) select(c.name.toLowerCase());
-      } else {
-        c.members.set(who, false);
-        event(c, `${who} joined`, m);
-      }
-      return render();
-    }
-    case 'PART':
-    case 'KICK': {
-      const name = p[0] ?? '';
-      const c = channel(name);
-      const who = m.command === 'KICK' ? (p[1] ?? '') : nickOf(m.source);
-      c.members.delete(who);
-      event(c, m.command === 'KICK' ? `${who} was kicked by ${nickOf(m.source)} (${p[2] ?? ''})` : `${who} left`, m);
-      if (who === state.nick) {
-        state.channels.delete(name.toLowerCase());
-        if (state.current === name.toLowerCase()) state.current = state.channels.keys().next().value ?? null;
-      }
-      return render();
-    }
-    case 'QUIT': {
-      const who = nickOf(m.source);
-      for (const c of state.channels.values()) {
-        if (c.members.delete(who)) event(c, `${who} quit (${p[0] ?? ''})`, m);
-      }
-      return render();
-    }
-    case 'NICK': {
-      const who = nickOf(m.source);
-      const to = p[0] ?? '';
-      if (who === state.nick) state.nick = to;
-      for (const c of state.channels.values()) {
-        if (c.members.has(who)) {
-          c.members.set(to, c.members.get(who) ?? false);
-          c.members.delete(who);
-          event(c, `${who} is now ${to}`, m);
-        }
-      }
-      return render();
-    }
-    case '332':
-      channel(p[1] ?? '').topic = p[2] ?? '';
-      return render();
-    case 'TOPIC': {
-      const c = channel(p[0] ?? '');
-      c.topic = p[1] ?? '';
-      event(c, `${nickOf(m.source)} set the topic: ${p[1] ?? ''}`, m);
-      return render();
-    }
-    case '353': {
-      const c = channel(p[2] ?? '');
-      c.names ??= new Map();
-      for (const n of (p[3] ?? '').split(' ')) if (n) c.names.set(n.replace(/^@/, ''), n.startsWith('@'));
+const host: CommandHost = {
+  where: () => {
+    const b = current();
+    return { kind: b.kind, name: b.name };
+  },
+  print: (text, error) => note(current(), error ? 'error' : 'info', text),
+  say,
+  join: joinChannels,
+  part: (channel, reason) => {
+    const b = find(channel);
+    if (!b || !b.joined || !state.registered) {
+      if (b) removeBuffer(b);
+      if (!b) note(current(), 'error', `Not in ${channel}`);
       return;
     }
-    case '366': {
-      const c = channel(p[1] ?? '');
-      if (c.names) c.members = c.names;
-      c.names = null;
-      return render();
+    send('PART', reason === '' ? [b.name] : [b.name, reason]);
+  },
+  close: (name) => {
+    const b = find(name);
+    if (b) close(b);
+  },
+  query: (name) => select(buffer(name).key),
+  send: (command, params) => {
+    try {
+      if (send(command, params, { kind: 'command', buffer: current() }) === false) note(current(), 'error', `Not connected: /${command.toLowerCase()} was not sent`);
+    } catch (err) {
+      note(current(), 'error', (err as Error).message);
     }
-    case 'PRIVMSG':
-    case 'NOTICE':
-      return message(m);
-    case 'FAIL':
-      return notice(`${p[0] ?? ''} ${p[1] ?? ''}: ${p[p.length - 1] ?? ''}`);
-    case 'ERROR':
-      return notice(p[0] ?? 'connection closed');
-    default:
-      // Before registration the client reports refusals itself (connect() rejects).
-      if (state.registered && /^4\d\d$/.test(m.command)) notice(p.slice(1).join(' '));
-  }
-}
+  },
+  raw: (line) => {
+    if (/[\r\n\0]/.test(line)) return note(current(), 'error', 'A raw line cannot contain CR, LF or NUL');
+    if (!sendRaw(line)) note(current(), 'error', 'Not connected: the line was not sent');
+  },
+  clear: () => {
+    const b = current();
+    b.items = b.items.filter((it) => it.out !== undefined && it.out.state !== 'failed');
+    b.historyDone = false;
+    changed();
+  },
+  quit: (reason) => {
+    stop(reason || 'Leaving');
+    forget();
+    location.reload();
+  },
+};
 
-function message(m: IrcMessage): void {
-  const target = m.params[0] ?? '';
-  const from = nickOf(m.source);
-  const name = target.startsWith('#') ? target : from === state.nick ? target : from;
-  if (!name) return;
-  const c = channel(name);
-  const id = m.tags['msgid'];
-  if (id !== undefined) {
-    if (c.seen.has(id)) return;
-    c.seen.add(id);
-  }
-  const seq = id === undefined ? null : (parseMsgid(id)?.seq ?? null);
-  if (seq !== null && id !== undefined && target.startsWith('#')) {
-    // A gap: fetch what is missing (live delivery is at-most-once; history is complete).
-    if (c.lastSeq && seq > c.lastSeq + 1 && m.tags['batch'] === undefined) {
-      send('CHATHISTORY', ['AFTER', c.name, `msgid=${c.lastMsgid}`, String(seq - c.lastSeq - 1)]);
+const events: ConnectionEvents = {
+  message: (m: IrcMessage) => handle(m),
+  registered: () => {
+    showChat(true);
+    $('login-error').textContent = '';
+    const channels = [...state.buffers.values()].filter((b) => b.kind === 'channel' && !b.kicked).map((b) => b.name);
+    // Channels refill after their JOIN (irc.ts); DMs need no JOIN.
+    if (channels.length) send('JOIN', [channels.join(',')]);
+    for (const b of state.buffers.values()) if (b.kind === 'dm') fill(b);
+    targets();
+    if (state.current === serverBuffer().key && channels[0]) select(buffer(channels[0]).key);
+    changed();
+  },
+  refused: (reply, retrying) => {
+    const p = reply.params;
+    const why = (p.length > 2 && p[1] ? `${p[1]}: ` : '') + (p[p.length - 1] ?? '');
+    if (retrying) return note(serverBuffer(), 'error', `${why} (retrying)`);
+    if (!$('chat').hidden && state.buffers.size > 1) {
+      note(current(), 'error', `Could not reconnect: ${why}. Reload to try again, or /quit to pick another nick.`);
+      return;
     }
-    if (seq > c.lastSeq) {
-      c.lastSeq = seq;
-      c.lastMsgid = id;
+    forget();
+    $('login-error').textContent = why;
+    showChat(false);
+  },
+  closed: () => {
+    for (const b of state.buffers.values()) {
+      b.loadingOlder = false;
+      if (b.kind === 'channel') b.joined = false;
     }
-  }
-  const label = m.tags['label'];
-  const pending = label !== undefined ? c.items.findIndex((it) => it.label === label) : -1;
-  if (pending >= 0) c.items.splice(pending, 1);
-  insert(c, { time: m.tags['time'] ?? new Date().toISOString(), from, text: m.params[1] ?? '', seq, notice: m.command === 'NOTICE' });
-  if (state.current !== c.name.toLowerCase()) c.unread++;
-  render();
+    changed();
+  },
+};
+
+setActions({
+  select: (key) => {
+    select(key);
+    document.body.classList.remove('show-nav', 'show-members');
+    $('text').focus();
+  },
+  close,
+  retry: (b: Buffer, it: Item) => transmit(b, it),
+  discard: (b: Buffer, it: Item) => {
+    b.items = b.items.filter((x) => x !== it);
+    changed();
+  },
+  query: (nick) => {
+    select(buffer(nick, 'dm').key);
+    document.body.classList.remove('show-members');
+  },
+});
+
+/** `restored`: a saved session, whose nick may still be held a moment by the page it came from. */
+function begin(restored: boolean): void {
+  serverBuffer();
+  start(events, restored);
+  startTotal();
 }
-
-/** Keeps a channel's messages in sequence order (history may arrive after live messages). */
-function insert(c: Channel, item: Item): void {
-  let i = c.items.length;
-  if (item.seq !== null) {
-    for (let prev = c.items[i - 1]; prev && prev.seq !== null && prev.seq > item.seq; prev = c.items[i - 1]) i--;
-  }
-  c.items.splice(i, 0, item);
-  if (c.items.length > 2000) c.items.splice(0, c.items.length - 2000);
-}
-
-function event(c: Channel, text: string, m: IrcMessage): void {
-  c.items.push({ time: m.tags['time'] ?? new Date().toISOString(), event: text, seq: null });
-}
-
-function notice(text: string): void {
-  const c = state.current !== null ? state.channels.get(state.current) : undefined;
-  if (c) {
-    c.items.push({ time: new Date().toISOString(), event: text, seq: null });
-    render();
-  } else {
-    $('login-error').textContent = text;
-  }
-}
-
-// ---- view -----------------------------------------------------------------------------------
-
-function select(key: string): void {
-  state.current = key;
-  const c = state.channels.get(key);
-  if (c) c.unread = 0;
-  render();
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
-function render(): void {
-  $('channels').replaceChildren(
-    ...[...state.channels.entries()].map(([key, c]) => {
-      const li = el('li', key === state.current ? 'active' : '', c.name);
-      if (c.unread) li.append(el('span', 'unread', String(c.unread)));
-      li.onclick = () => select(key);
-      return li;
-    }),
-  );
-  const c = state.current !== null ? state.channels.get(state.current) : undefined;
-  $('title').textContent = c ? c.name : '';
-  $('topic').textContent = c ? c.topic : '';
-  const box = $('messages');
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  box.replaceChildren(
-    ...(c ? c.items : []).map((it) => {
-      const li = el('li', it.event !== undefined ? 'event' : it.label !== undefined ? 'pending' : '');
-      li.append(el('span', 'time', it.time.slice(11, 19)));
-      if (it.event !== undefined) li.append(it.event);
-      else li.append(el('span', 'nick', it.notice ? `-${it.from ?? ''}-` : `<${it.from ?? ''}>`), it.text ?? '');
-      if (it.seq !== null) li.dataset['seq'] = String(it.seq);
-      return li;
-    }),
-  );
-  if (atBottom) box.scrollTop = box.scrollHeight;
-  $('members').replaceChildren(
-    ...(c ? [...c.members.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : []).map(([n, op]) => el('li', '', (op ? '@' : '') + n)),
-  );
-}
-
-// ---- forms ----------------------------------------------------------------------------------
 
 $<HTMLFormElement>('login').onsubmit = (ev) => {
   ev.preventDefault();
-  state.nick = $<HTMLInputElement>('nick').value.trim();
+  const nick = $<HTMLInputElement>('nick').value.trim();
   const ch = $<HTMLInputElement>('channel').value.trim();
   $('login-error').textContent = '';
-  state.channels.clear();
-  if (ch) channel(ch.startsWith('#') ? ch : `#${ch}`);
-  state.wantClose = false;
-  state.client?.destroy();
-  connect();
+  state.nick = nick;
+  for (const b of [...state.buffers.values()]) if (b.kind !== 'server') state.buffers.delete(b.key);
+  if (ch) {
+    for (const name of ch.split(',')) if (name.trim()) buffer(isChannel(name.trim()) ? name.trim() : `#${name.trim()}`, 'channel');
+  }
+  begin(false);
 };
 
 $<HTMLFormElement>('join').onsubmit = (ev) => {
   ev.preventDefault();
   const input = $<HTMLInputElement>('join-name');
-  let name = input.value.trim();
+  const name = input.value.trim();
   if (!name) return;
-  if (!name.startsWith('#')) name = `#${name}`;
-  channel(name);
-  send('JOIN', [name]);
   input.value = '';
-  select(name.toLowerCase());
+  if (isChannel(name)) joinChannels([name]);
+  else host.query(name);
 };
 
-$<HTMLFormElement>('send').onsubmit = (ev) => {
-  ev.preventDefault();
-  const input = $<HTMLInputElement>('text');
-  const text = input.value;
-  const c = state.current !== null ? state.channels.get(state.current) : undefined;
-  if (!text.trim() || !c) return;
-  for (const part of text.match(/[\s\S]{1,400}/g) ?? []) {
-    const label = `w${++state.labels}`;
-    c.items.push({ time: new Date().toISOString(), from: state.nick, text: part, seq: null, label });
-    send('PRIVMSG', [c.name, part], { label });
+$('messages').addEventListener('scroll', () => {
+  const box = $('messages');
+  if (box.scrollTop < 60) older(current());
+});
+
+bindKeys({ run: (line) => execute(host, line), scrolledToTop: () => older(current()) });
+
+addEventListener('online', reconnectNow);
+// A page that goes away says goodbye, so that its nick is free at once for the reloaded page.
+addEventListener('pagehide', (ev) => {
+  if (!ev.persisted) stop('Page closed');
+});
+addEventListener('pageshow', (ev) => {
+  if (ev.persisted && state.nick) begin(true);
+});
+addEventListener('parley-select', (ev) => select(String((ev as CustomEvent<unknown>).detail)));
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') {
+    const b = current();
+    b.unread = 0;
+    b.mentions = 0;
+    changed();
   }
-  input.value = '';
-  render();
-};
+});
+
+const saved = load();
+if (saved) {
+  state.nick = saved.nick;
+  state.notify = saved.notify;
+  for (const [k, t] of saved.closedDms) state.closedDms.set(k, t);
+  for (const c of saved.channels) buffer(c, 'channel');
+  for (const d of saved.dms) buffer(d, 'dm');
+  state.current = state.buffers.has(saved.current) ? saved.current : state.current;
+  showChat(true);
+  begin(true);
+} else {
+  showChat(false);
+}
+render();

@@ -9,6 +9,7 @@
  * starting together never read a half-written file.
  */
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -95,7 +96,33 @@ export function bundleWeb(): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();
   for (const f of result.outputFiles) out.set(path.basename(f.path), f.contents);
   for (const name of readdirSync(PUBLIC)) out.set(name, readFileSync(path.join(PUBLIC, name)));
+  inlineFavicon(out);
   return out;
+}
+
+/**
+ * The pages link `/favicon.svg`; the build puts the icon into them as a data: URL (it is a few
+ * hundred bytes), so the page needs no extra request and the server no SVG content type.
+ */
+function inlineFavicon(files: Map<string, Uint8Array>): void {
+  const svg = files.get('favicon.svg');
+  if (svg === undefined) return;
+  const uri = `data:image/svg+xml,${encodeURIComponent(new TextDecoder().decode(svg).trim())}`;
+  for (const [name, data] of files) {
+    if (!name.endsWith('.html')) continue;
+    files.set(name, new TextEncoder().encode(new TextDecoder().decode(data).replaceAll('href="/favicon.svg"', `href="${uri}"`)));
+  }
+}
+
+/** Size of each output, raw and gzipped (what a browser downloads when the server compresses). */
+export function sizeReport(dir: string): Array<{ name: string; bytes: number; gzip: number }> {
+  return readdirSync(dir)
+    .filter((n) => !n.startsWith('.'))
+    .sort()
+    .map((name) => {
+      const data = readFileSync(path.join(dir, name));
+      return { name, bytes: data.length, gzip: gzipSync(data, { level: 9 }).length };
+    });
 }
 
 /** Builds into `dir` unless its stamp says the inputs are unchanged (or `force`). */
@@ -123,4 +150,10 @@ export function ensureWebBuilt(): WebBuild {
     if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw err;
     return buildWeb(mkdtempSync(path.join(os.tmpdir(), 'parley-web-')), true);
   }
+}
+
+// `npx tsx packages/web/src/build.ts`: builds dist/ and prints the size of every file.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const b = buildWeb(DIST, true);
+  for (const f of sizeReport(b.dir)) console.log(`${f.name.padEnd(16)} ${String(f.bytes).padStart(8)} B  ${String(f.gzip).padStart(7)} B gzip`);
 }

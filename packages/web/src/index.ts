@@ -1,6 +1,6 @@
 import { ensureWebBuilt } from './build.js';
 
-export { DIST, buildWeb, bundleWeb, ensureWebBuilt, type WebBuild } from './build.js';
+export { DIST, buildWeb, bundleWeb, ensureWebBuilt, sizeReport, type WebBuild } from './build.js';
 
 /**
  * Directory of the browser client and dashboard (index.html, app.js, dashboard.html,
