@@ -349,6 +349,16 @@ describe('messages', () => {
     } finally {
       cluster.store.setFault(null);
     }
+    const c = await cluster.client(0, fresh('fc'));
+    const counts = cluster.store.counts.bind(cluster.store);
+    cluster.store.counts = () => Promise.reject(new StoreUnavailableError(3));
+    try {
+      const down = fresh('#down');
+      const res = await c.cmd(`JOIN ${down}`);
+      assert.deepEqual(res.map((m) => m.params.slice(0, 3)), [['JOIN', 'SHARD_UNAVAILABLE', down]]);
+    } finally {
+      cluster.store.counts = counts;
+    }
     await a.cmd(`PRIVMSG ${chan} :kept`);
     await b.seen((m) => text(m) === 'kept');
     assert.ok(!b.messages.some((m) => text(m) === 'lost' || text(m) === 'down'));

@@ -1,4 +1,5 @@
 import { LineError, parseLine, type IrcMessage } from '@parley/protocol';
+import { StoreUnavailableError } from '../store/errors.js';
 import { Cap } from './caps.js';
 import type { CommandContext, CommandSpec, CommandTable } from './context.js';
 import { ERR, FAIL, failLine, numericLine } from './replies.js';
@@ -176,11 +177,16 @@ export class Dispatcher {
     }
   }
 
+  /** A command threw: a channel whose shard is down says so, anything else is INTERNAL_ERROR. */
   private failed(msg: IrcMessage, r: Responder, err: unknown): void {
     const ctx = this.ctx;
     ctx.metrics.commandErrors.inc({ command: msg.command });
     ctx.log.warn({ err: err instanceof Error ? err.message : String(err), command: msg.command }, 'command failed');
-    r.send(failLine(ctx.serverName, msg.command, FAIL.INTERNAL_ERROR, []));
+    if (err instanceof StoreUnavailableError) {
+      r.send(failLine(ctx.serverName, msg.command, FAIL.SHARD_UNAVAILABLE, [msg.params[0] ?? '*'], 'The message store of this channel is unavailable; try again later'));
+    } else {
+      r.send(failLine(ctx.serverName, msg.command, FAIL.INTERNAL_ERROR, []));
+    }
     r.end();
   }
 }
