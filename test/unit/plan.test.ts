@@ -2,7 +2,9 @@
  * configuration, the supervisor's restart logic (with fake processes), and log formatting. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { HostPlanSchema, emptyPlan, parsePlan, planUnitNames, renderHaproxyConfig, spawnManaged, startOnFreePorts, Supervisor, type Running, type UnitSpec } from '@parley/agent';
+import { HostPlanSchema, Limiter, SHARD_PROFILE, emptyPlan, parsePlan, planUnitNames, renderHaproxyConfig, renderShardConf, spawnManaged, startOnFreePorts, Supervisor, type Running, type UnitSpec } from '@parley/agent';
+import { classOf, QosFromSchema } from '../../packages/cli/src/provision/qos-from.js';
+import { range } from '../../packages/cli/src/provision/shards.js';
 import type { ExitInfo } from '@parley/agent';
 import { resizeInstances, shapePlan } from '../../packages/cli/src/lab/up.js';
 import { parseScaleSpec } from '../../packages/cli/src/lab/scale.js';
@@ -32,6 +34,24 @@ describe('host plan schema', () => {
     assert.match(errorOf({ instances: [i('a')] }), /need Redis/);
     assert.match(errorOf({ shards: [{ id: 1 }, { id: 1 }] }), /shard 1 appears twice/);
     assert.match(errorOf('nope'), /expected object/);
+  });
+
+  it('a thousand provisioned shards stay far below etcd\'s 1.5 MiB value limit', () => {
+    const p = shapePlan(emptyPlan(), { instances: 2, shards: 4 });
+    for (let id = 4; id < 1000; id++) p.shards.push({ id, port: 20000 + id, database: 'parley', generation: 0, register: false, ...(id % 3 === 0 ? { qos: 'silver-class' } : {}) });
+    const bytes = Buffer.byteLength(JSON.stringify(HostPlanSchema.parse(p)));
+    assert.ok(bytes < 100 * 1024, `plan of 1000 shards is ${bytes} bytes`);
+    assert.ok(bytes * 15 < 1.5 * 1024 * 1024, 'room for 15,000 shards');
+  });
+
+  it('refuses two shards on one port; a shard class must be a class name', () => {
+    const errorOf = (plan: unknown): string => {
+      const r = parsePlan(JSON.stringify(plan));
+      return r.ok ? '' : r.error;
+    };
+    assert.match(errorOf({ shards: [{ id: 1, port: 20001 }, { id: 2, port: 20001 }] }), /port 20001 is planned for two shards/);
+    assert.equal(errorOf({ shards: [{ id: 1 }, { id: 2 }] }), '', 'port 0 (auto) twice is fine');
+    assert.match(errorOf({ shards: [{ id: 1, qos: 'Gold!' }] }), /class name/);
   });
 
   it('lists units in start order', () => {
@@ -77,6 +97,64 @@ describe('shaping the lab plan', () => {
     }
     assert.throws(() => parseScaleSpec('redis=2'), /only server=K/);
     assert.throws(() => parseScaleSpec('server'), /write it as server=K/);
+  });
+});
+
+describe('provisioning', () => {
+  it('--qos-from: ranges (both ends included), a default, overlaps refused with the shards named', () => {
+    const m = QosFromSchema.parse({ default: 'bronze', ranges: [{ from: 0, to: 9, class: 'gold' }, { from: 10, to: 10, class: 'silver' }] });
+    assert.deepEqual([0, 9, 10, 11].map((id) => classOf(m, id)), ['gold', 'gold', 'silver', 'bronze']);
+    assert.equal(classOf(QosFromSchema.parse({ ranges: [{ from: 0, to: 1, class: 'gold' }] }), 5), undefined);
+    const bad = QosFromSchema.safeParse({ ranges: [{ from: 0, to: 9, class: 'gold' }, { from: 5, to: 20, class: 'silver' }] });
+    assert.equal(bad.success, false);
+    assert.match(JSON.stringify(bad.error?.issues), /shards 5-9 are also in range 0-9/);
+    assert.equal(QosFromSchema.safeParse({ ranges: [{ from: 3, to: 1, class: 'gold' }] }).success, false);
+    assert.equal(QosFromSchema.safeParse({ rangs: [] }).success, false);
+  });
+
+  it('a shard\'s postgresql.conf: the profile, then its class, then its place (last wins in PostgreSQL)', () => {
+    const conf = renderShardConf({ port: 20007, socketDir: '/s', className: 'gold', classSettings: { max_connections: 40, work_mem: "2MB" } });
+    const order = ['max_connections = 16', '# QoS class "gold"', 'max_connections = 40', "work_mem = '2MB'", 'port = 20007', "listen_addresses = '127.0.0.1'", "unix_socket_directories = '/s'"];
+    let at = -1;
+    for (const line of order) {
+      const i = conf.indexOf(`${line}\n`);
+      assert.ok(i > at, `${line} after the previous`);
+      at = i;
+    }
+    assert.equal(SHARD_PROFILE.shared_buffers, '128kB');
+    assert.doesNotMatch(renderShardConf({ port: 1, socketDir: '/s' }), /# QoS class "/);
+  });
+
+  it('a limiter runs at most n jobs, in the order asked, and no job jumps the queue', async () => {
+    const lim = new Limiter(2);
+    let active = 0;
+    let peak = 0;
+    const order: number[] = [];
+    const gates = Array.from({ length: 6 }, () => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { promise, resolve };
+    });
+    const jobs = gates.map((g, i) => lim.run(async () => {
+      active++;
+      peak = Math.max(peak, active);
+      order.push(i);
+      await g.promise;
+      active--;
+    }));
+    for (const g of gates) {
+      await Promise.resolve();
+      g.resolve();
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await Promise.all(jobs);
+    assert.equal(peak, 2);
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5]);
+  });
+
+  it('ranges of shard numbers read short', () => {
+    assert.equal(range([3, 4, 5, 7, 9, 10]), '3-5, 7, 9-10');
+    assert.equal(range([1, 3, 5, 7, 9, 11, 13, 15]), '1, 3, 5, … 13, 15');
   });
 });
 
