@@ -36,18 +36,13 @@ type Sort = (typeof SORTS)[number];
 
 const RoomsQuery = z
   .object({
-    /** `nextCursor` of the previous page (opaque); the same sort and order must be asked */
-    cursor: z.string().max(1000).optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
-    /** `rate`: the room's sustained limit (no limit sorts as the highest); `refused`: refusedQos + refusedBacklog */
-    sort: z.enum(SORTS).default('name'),
+    cursor: z.string().max(1000).optional().describe('`nextCursor` of the previous page (opaque); ask the same sort and order'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100).describe('rooms per page'),
+    sort: z.enum(SORTS).default('name').describe('`rate`: the sustained limit (no limit sorts as the highest); `refused`: refusedQos + refusedBacklog; ties by name'),
     order: z.enum(['asc', 'desc']).default('asc'),
-    /** only rooms pinned to this shard */
-    shard: z.string().regex(/^(0|[1-9]\d{0,8})$/, 'a shard number: 0, 1, 2 ...').transform(Number).optional(),
-    /** only rooms whose applying class has this name */
-    class: QosClassNameSchema.optional(),
-    /** only rooms whose name contains this text (case-insensitive) */
-    q: z.string().min(1).max(200).optional(),
+    shard: z.string().regex(/^(0|[1-9]\d{0,8})$/, 'a shard number: 0, 1, 2 ...').transform(Number).optional().describe('only rooms pinned to this shard'),
+    class: QosClassNameSchema.optional().describe('only rooms whose applying class has this name'),
+    q: z.string().min(1).max(200).optional().describe('only rooms whose name contains this text (case-insensitive)'),
   })
   .strict();
 
