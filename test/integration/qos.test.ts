@@ -121,7 +121,7 @@ function pace(c: IrcClient, room: string, tag: string, everyMs: number, ms: numb
 }
 
 describe('QoS buckets in Redis (the script)', () => {
-  const req = (o: Partial<TokenRequest>): TokenRequest => ({ room: '#lua', shard: null, n: 1, rate: 10, burst: 5, shardRate: 0, shardBurst: 0, ...o });
+  const req = (o: Partial<TokenRequest>): TokenRequest => ({ room: '#lua', shard: null, n: 1, debit: 0, rate: 10, burst: 5, shardRate: 0, shardBurst: 0, ...o });
   const granted = (gs: (TokenGrant | Error)[]) => gs.map((g) => (g instanceof Error ? g.message : g.granted));
 
   it('grants the first k of n per request, pipelined, with the shard budget in the same step and a retry-after', async () => {
@@ -137,6 +137,13 @@ describe('QoS buckets in Redis (the script)', () => {
     ]);
     assert.deepEqual(granted(shard), [6, 4], 'the two rooms share the shard budget of 10');
     assert.ok((await redis.pttl(`${p}:qb:s:7`)) > 0, 'bucket keys expire');
+    const debt = await buckets.take([req({ room: '#debt', n: 2, debit: 7 })]);
+    const d = debt[0] as TokenGrant;
+    assert.deepEqual([d.granted, d.left], [0, 0], 'a debit of 7 on a bucket of 5 leaves it in debt');
+    assert.ok(d.retryAfterMs >= 290 && d.retryAfterMs <= 300, `retry-after ${d.retryAfterMs}`);
+    const roomy = await buckets.take([req({ room: '#roomy', n: 1, debit: 1, rate: 1000, burst: 100 })]);
+    assert.deepEqual(granted(roomy), [1]);
+    assert.equal((roomy[0] as TokenGrant).left, 98, 'left after the debit and the grant');
     await redis.script('FLUSH');
     assert.deepEqual(granted(await buckets.take([req({ room: '#after-flush', n: 1 })])), [1], 'a Redis that forgot the script gets it again');
   });

@@ -17,18 +17,18 @@ import { kinds, TestCluster, type TestQos } from './support/core.js';
 const silent = pino({ level: 'silent' });
 const S = 1_000_000; // µs per second
 
-const req = (o: Partial<TokenRequest>): TokenRequest => ({ room: '#r', shard: null, n: 1, rate: 10, burst: 5, shardRate: 0, shardBurst: 0, ...o });
+const req = (o: Partial<TokenRequest>): TokenRequest => ({ room: '#r', shard: null, n: 1, debit: 0, rate: 10, burst: 5, shardRate: 0, shardBurst: 0, ...o });
 
 describe('bucket arithmetic (GCRA)', () => {
   it('grants a full bucket at once, then one message per 1/rate, with the retry-after of the next one', () => {
     const t0 = 1_000 * S;
     const a = grant(req({ n: 8 }), 0, 0, t0);
-    assert.deepEqual(a.grant, { granted: 5, retryAfterMs: 100 }, 'burst 5 granted, the 6th fits in 1/10 s');
+    assert.deepEqual(a.grant, { granted: 5, retryAfterMs: 100, left: 0 }, 'burst 5 granted, the 6th fits in 1/10 s');
     const early = grant(req({ n: 1 }), a.roomTat, 0, t0 + 99_000);
     assert.equal(early.grant.granted, 0, '1 ms before the retry-after: nothing');
     assert.equal(early.grant.retryAfterMs, 1);
     const onTime = grant(req({ n: 3 }), a.roomTat, 0, t0 + 100_000);
-    assert.deepEqual(onTime.grant, { granted: 1, retryAfterMs: 100 }, 'at the retry-after: exactly one');
+    assert.deepEqual(onTime.grant, { granted: 1, retryAfterMs: 100, left: 0 }, 'at the retry-after: exactly one');
     const later = grant(req({ n: 20 }), onTime.roomTat, 0, t0 + 100 * S);
     assert.equal(later.grant.granted, 5, 'an idle bucket refills to its burst, not beyond');
   });
@@ -74,13 +74,22 @@ describe('bucket arithmetic (GCRA)', () => {
     assert.equal(unknownShard.grant.granted, 3, 'no shard known, no shard bucket');
   });
 
+  it('takes a debit (messages admitted without asking) unconditionally, before granting, and reports what is left', () => {
+    const t0 = 20 * S;
+    const over = grant(req({ n: 2, debit: 7 }), 0, 0, t0);
+    assert.deepEqual(over.grant, { granted: 0, retryAfterMs: 300, left: 0 }, '7 debited from a bucket of 5: 2 in debt, the next fits in 0.3 s');
+    assert.equal(over.roomTat, t0 + 7 * (S / 10));
+    const free = grant(req({ n: 1, debit: 1, rate: 0, shard: 2, shardRate: 100, shardBurst: 100 }), 0, 0, t0);
+    assert.deepEqual(free.grant, { granted: 1, retryAfterMs: 0, left: 98 }, 'left is the smaller of room (unlimited) and shard');
+  });
+
   it('MemoryTokenBuckets answers each request against the state the previous ones left', async () => {
     let now = 50 * S;
     const b = new MemoryTokenBuckets(() => now);
     const [x, y] = await b.take([req({ n: 4 }), req({ n: 4 })]);
-    assert.deepEqual([x, y], [{ granted: 4, retryAfterMs: 0 }, { granted: 1, retryAfterMs: 100 }]);
+    assert.deepEqual([x, y], [{ granted: 4, retryAfterMs: 0, left: 1 }, { granted: 1, retryAfterMs: 100, left: 0 }]);
     now += S;
-    assert.deepEqual(await b.take([req({ n: 1 })]), [{ granted: 1, retryAfterMs: 0 }]);
+    assert.deepEqual(await b.take([req({ n: 1 })]), [{ granted: 1, retryAfterMs: 0, left: 4 }], 'a second later: full again (5), one taken');
   });
 });
 
@@ -187,6 +196,38 @@ describe('QosAdmission', () => {
     const next = send(a, '#x', 2);
     await next.all;
     assert.equal(buckets.calls.length, 2, 'the next tick is a new call');
+  });
+
+  it('far from the limit admits at once and takes the tokens afterwards, never beyond the bucket', async () => {
+    const { d, shardOf, buckets, a } = setup();
+    d.putClass('default', cls(10, 5));
+    shardOf.set('#fast', 0);
+    const first = send(a, '#fast', 1);
+    assert.equal(first.sync, 0, 'nothing known yet: ask');
+    await first.all;
+    assert.deepEqual(buckets.calls.at(-1)?.map((r) => [r.n, r.debit]), [[1, 0]]);
+    // 4 left, half of it may be used without asking: 2 at once, the rest waits for the buckets.
+    const second = send(a, '#fast', 5);
+    assert.equal(second.sync, 2);
+    const r = await second.all;
+    assert.deepEqual(buckets.calls.at(-1)?.map((q) => [q.n, q.debit]), [[3, 2]], 'the debit travels with the next request');
+    assert.deepEqual(r.verdicts.map((v) => v === null), [true, true, true, true, false], 'in order; 5 in all, the burst');
+    const third = send(a, '#fast', 3);
+    assert.equal(third.sync, 0, 'at the limit: every message asks');
+    assert.ok((await third.all).verdicts.every((v) => v !== null));
+  });
+
+  it('a class far above the offered rate: after the first answer no message waits for the buckets', async () => {
+    const { d, shardOf, buckets, a } = setup();
+    d.putClass('default', cls(1_000_000, 1_000_000));
+    shardOf.set('#bulk', 0);
+    await send(a, '#bulk', 1).all;
+    const bulk = send(a, '#bulk', 10_000);
+    assert.equal(bulk.sync, 10_000);
+    // The debits leave within DEBIT_FLUSH_MS, on a timer of their own (nothing waits for them).
+    const debits = buckets.nextCall();
+    await bulk.all;
+    assert.deepEqual((await debits).map((q) => [q.n, q.debit]), [[0, 10_000]]);
   });
 
   it('answers a room without a limit at once, without a call', async () => {

@@ -16,8 +16,13 @@ export interface TokenRequest {
   room: string;
   /** the room's shard; null when not known (no shard bucket then) */
   shard: number | null;
-  /** messages asked for, ≥ 1 */
+  /** messages asked for (≥ 0); the first k of them are granted */
   n: number;
+  /**
+   * messages already admitted without asking (the caller's fast path while far from the limit):
+   * taken from both buckets unconditionally, before the n are considered
+   */
+  debit: number;
   /** the room's sustained rate (messages/s) and bucket size */
   rate: number;
   burst: number;
@@ -31,7 +36,12 @@ export interface TokenGrant {
   granted: number;
   /** when granted < n: ms until one more message would be granted (≥ 1); else 0 */
   retryAfterMs: number;
+  /** messages that would still fit at once after this request (room and shard; large when unlimited) */
+  left: number;
 }
+
+/** `left` of a bucket without a limit. */
+export const UNLIMITED_LEFT = 1e9;
 
 /**
  * Where the buckets live. Contract: `take` answers every request of the array, in order, each
@@ -68,13 +78,15 @@ export function gcraRetry(tat: number, now: number, rate: number, burst: number,
 
 /** The state after taking k: the new TAT (unchanged when k is 0). */
 export function gcraTake(tat: number, now: number, rate: number, k: number): number {
-  if (rate <= 0 || k === 0) return tat;
+  if (rate <= 0 || k <= 0) return tat;
   return (tat > now ? tat : now) + (k * 1e6) / rate;
 }
 
 /** The answer to one request, from the two TATs (µs) at `now`; also the new TATs. */
-export function grant(req: TokenRequest, roomTat: number, shardTat: number, now: number): { grant: TokenGrant; roomTat: number; shardTat: number } {
+export function grant(req: TokenRequest, roomTat0: number, shardTat0: number, now: number): { grant: TokenGrant; roomTat: number; shardTat: number } {
   const shardRate = req.shard === null ? 0 : req.shardRate;
+  const roomTat = gcraTake(roomTat0, now, req.rate, req.debit);
+  const shardTat = gcraTake(shardTat0, now, shardRate, req.debit);
   const kRoom = gcraAvailable(roomTat, now, req.rate, req.burst, req.n);
   const kShard = gcraAvailable(shardTat, now, shardRate, req.shardBurst, req.n);
   const k = kRoom < kShard ? kRoom : kShard;
@@ -83,10 +95,13 @@ export function grant(req: TokenRequest, roomTat: number, shardTat: number, now:
     if (k === kRoom) retryUs = Math.max(retryUs, gcraRetry(roomTat, now, req.rate, req.burst, k));
     if (k === kShard) retryUs = Math.max(retryUs, gcraRetry(shardTat, now, shardRate, req.shardBurst, k));
   }
+  const roomAfter = gcraTake(roomTat, now, req.rate, k);
+  const shardAfter = gcraTake(shardTat, now, shardRate, k);
+  const left = Math.min(gcraAvailable(roomAfter, now, req.rate, req.burst, UNLIMITED_LEFT), gcraAvailable(shardAfter, now, shardRate, req.shardBurst, UNLIMITED_LEFT));
   return {
-    grant: { granted: k, retryAfterMs: k < req.n ? Math.max(1, Math.ceil(retryUs / 1000)) : 0 },
-    roomTat: gcraTake(roomTat, now, req.rate, k),
-    shardTat: gcraTake(shardTat, now, shardRate, k),
+    grant: { granted: k, retryAfterMs: k < req.n ? Math.max(1, Math.ceil(retryUs / 1000)) : 0, left },
+    roomTat: roomAfter,
+    shardTat: shardAfter,
   };
 }
 
@@ -101,11 +116,18 @@ export class MemoryTokenBuckets implements TokenBuckets {
   readonly calls: TokenRequest[][] = [];
   /** when set, `take` rejects with it (a Redis that is away) */
   fault: Error | null = null;
+  private callWaiters: ((requests: TokenRequest[]) => void)[] = [];
 
   constructor(private readonly nowUs: () => number = () => Date.now() * 1000) {}
 
+  /** Resolves with the requests of the next `take`. */
+  nextCall(): Promise<TokenRequest[]> {
+    return new Promise((resolve) => this.callWaiters.push(resolve));
+  }
+
   take(requests: readonly TokenRequest[]): Promise<(TokenGrant | Error)[]> {
     this.calls.push([...requests]);
+    for (const w of this.callWaiters.splice(0)) w([...requests]);
     if (this.fault) return Promise.reject(this.fault);
     const now = this.nowUs();
     const out = requests.map((r) => {

@@ -37,6 +37,15 @@ export class RoomQos {
   /** admission: messages asked in the current tick, and their answers, in order */
   asked = 0;
   answers: ((r: Refusal | null) => void)[] = [];
+  /** admission: in the batch being gathered */
+  queued = false;
+  /** admission: messages of the room waiting for an answer (asked this tick or in flight) */
+  waiting = 0;
+  /** admission: messages this instance may still admit without asking (far from the limit) */
+  allowance = 0;
+  /** admission: messages admitted without asking, not yet sent / sent and not yet answered */
+  debit = 0;
+  inflightDebit = 0;
   /** accounting: the label children of the room's shard (null until first counted) */
   series: ShardSeries | null = null;
 
@@ -97,6 +106,8 @@ export class QosDirectory {
     q.shardRate = budget ?? 0;
     q.shardBurst = budget ? shardBurstOf(budget) : 0;
     if (q.series && q.series.shard !== q.shard) q.series = null;
+    // What was allowed under the previous limits is not allowed under the new ones.
+    q.allowance = 0;
     // A room whose shard is not known yet is looked at again on its next use.
     q.gen = shard === undefined ? -1 : this.gen;
   }
