@@ -104,6 +104,47 @@ const seqs = (page: Page): Promise<number[]> =>
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
+/** The text of the messages `c` receives that match `pred`, and a wait until they satisfy a condition. */
+function collect(c: IrcClient, pred: (m: IrcMessage) => boolean): { lines: string[]; until(done: () => boolean, what: string): Promise<void> } {
+  const lines: string[] = [];
+  const waiters = new Set<() => void>();
+  c.on('message', (m) => {
+    if (!pred(m)) return;
+    lines.push(m.params[1] ?? '');
+    for (const w of waiters) w();
+  });
+  return {
+    lines,
+    until(done, what) {
+      if (done()) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`not received within 10 s: ${what}`));
+        }, 10_000);
+        const check = (): void => {
+          if (!done()) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+      });
+    },
+  };
+}
+
+/** Waits until exactly `n` elements match `selector`. */
+async function count(page: Page, selector: string, n: number): Promise<void> {
+  await page.waitForFunction(`document.querySelectorAll(${JSON.stringify(selector)}).length === ${n}`);
+}
+
+/** The number in the header's live total (waits for the first figure). */
+async function totalShown(page: Page): Promise<number> {
+  await page.waitForSelector('#total:has-text("messages")');
+  return Number(((await page.textContent('#total')) ?? '').replace(/\D/g, ''));
+}
+
 async function setConfig(config: object): Promise<void> {
   const since = servers.map((s) => s.logs.mark());
   await etcd.put(`/${prefix}/config`).value(JSON.stringify(config));
@@ -191,4 +232,263 @@ describe('chat client', () => {
     assert.ok(texts.includes('/shrug is not a command'), texts.join(' | '));
     assert.ok(!texts.some((t) => t.includes('secret') || t.includes('frobnicate') || t.startsWith('/msg')), texts.join(' | '));
   });
+
+  it('a cut connection comes back with exactly what it missed, and sends what was typed meanwhile', async () => {
+    const carol = await ircClient(0, 'carol');
+    await carol.request('JOIN #gap');
+    await carol.request('PRIVMSG #gap :m1');
+    const proxy = new Proxy((servers[1] as { server: ParleyServer }).server.wsPort);
+    await proxy.start();
+    try {
+      const dave = await newPage();
+      await login(dave, `http://127.0.0.1:${proxy.port}/`, 'dave', '#gap');
+      await dave.waitForSelector('#messages li:has-text("m1")');
+
+      const quit = carol.waitFor((m) => m.command === 'QUIT' && m.source?.startsWith('dave!') === true, 10_000);
+      proxy.hold();
+      proxy.cut();
+      await quit;
+      await dave.waitForSelector('#status:has-text("reconnecting")');
+      await type(dave, 'typed while away');
+      await dave.waitForSelector('#messages li.queued:has-text("typed while away")');
+      // Stored while dave has no session at all: only history can bring these back.
+      for (let i = 2; i <= 6; i++) await carol.request(`PRIVMSG #gap :m${i}`);
+      const delivered = seen(carol, (m) => m.command === 'PRIVMSG' && m.params[1] === 'typed while away', 15_000);
+      proxy.release();
+
+      await dave.waitForSelector('#status:has-text("online as dave")', { timeout: 15_000 });
+      await dave.waitForSelector('#messages li:has-text("m6")');
+      await dave.locator('#messages li.self[data-seq]', { hasText: 'typed while away' }).waitFor();
+      await delivered;
+      // Every message once, in order, nothing missing: m1..m6, then the queued one.
+      assert.deepEqual(await seqs(dave), range(1, 7));
+      assert.equal(await dave.locator('#messages li.queued, #messages li.pending, #messages li.failed').count(), 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a reload restores the nick, channels and DMs; a new browser gets its DMs back from TARGETS', async () => {
+    const frank = await ircClient(1, 'frank');
+    const watcher = await ircClient(1, 'watcher');
+    await watcher.request('JOIN #r1');
+    let erin = await newPage();
+    await login(erin, url(0), 'erin', '#r1,#r2');
+    await erin.waitForSelector('#channels .buffer:text-is("#r2")');
+    await type(erin, '/msg frank hi frank');
+    await seen(frank, (m) => m.command === 'PRIVMSG' && m.params[1] === 'hi frank');
+    await frank.request('PRIVMSG erin :hi erin');
+    await erin.waitForSelector('#messages li:has-text("hi erin")');
+
+    await erin.reload();
+    await erin.waitForSelector('#status:has-text("online as erin")', { timeout: 15_000 });
+    await erin.waitForSelector('#channels .buffer:text-is("#r1")');
+    await erin.waitForSelector('#channels .buffer:text-is("#r2")');
+    await erin.waitForSelector('#dms li.active .buffer:text-is("frank")');
+    await erin.waitForSelector('#messages li:has-text("hi erin")');
+    assert.deepEqual(await erin.locator('#messages li[data-seq] .text').allTextContents(), ['hi frank', 'hi erin']);
+    await erin.waitForSelector('#members li:has-text("erin")', { state: 'detached' });
+
+    // Another browser (no saved session): the DM comes back from CHATHISTORY TARGETS.
+    const gone = seen(watcher, (m) => m.command === 'QUIT' && m.source?.startsWith('erin!') === true, 10_000);
+    await erin.context().close();
+    await gone;
+    erin = await newPage();
+    await login(erin, url(1), 'erin', '#r1');
+    await erin.waitForSelector('#dms .buffer:text-is("frank")');
+    await sel(erin, 'frank');
+    await erin.waitForSelector('#messages li:has-text("hi erin")');
+    assert.deepEqual(await erin.locator('#messages li[data-seq] .text').allTextContents(), ['hi frank', 'hi erin']);
+  });
+
+  it('scrolling up loads older history, page by page, without duplicates', async () => {
+    const gina = await ircClient(1, 'gina');
+    await gina.request('JOIN #long');
+    for (let i = 1; i <= 250; i++) gina.send(`PRIVMSG #long :line ${i}`);
+    await seen(gina, (m) => m.command === 'PRIVMSG' && m.params[1] === 'line 250', 15_000);
+
+    const hank = await newPage();
+    await login(hank, url(0), 'hank', '#long');
+    await hank.waitForSelector('#messages li[data-seq="250"]');
+    assert.deepEqual(await seqs(hank), range(151, 250));
+    for (const first of [51, 1]) {
+      await hank.hover('#messages');
+      await hank.mouse.wheel(0, -100_000);
+      await hank.waitForSelector(`#messages li[data-seq="${first}"]`);
+    }
+    await hank.waitForSelector('#messages li.start:has-text("beginning of #long")');
+    assert.deepEqual(await seqs(hank), range(1, 250));
+  });
+
+  it('refusals show their reason with a retry; long messages are split at the byte limit, never cut', async () => {
+    const judy = await ircClient(1, 'judy');
+    await judy.request('JOIN #closed');
+    await judy.request('JOIN #ref');
+    const ref = collect(judy, (m) => m.command === 'PRIVMSG' && m.params[0] === '#ref');
+    const got = ref.lines;
+    const ivan = await newPage();
+    await login(ivan, url(0), 'ivan', '#ref');
+    await ivan.waitForSelector('#members li:has-text("judy")');
+
+    // A channel with +n refuses a non-member: the line is marked refused with the reason.
+    await type(ivan, '/msg #closed knock knock');
+    await ivan.waitForSelector('#messages li.failed:has-text("knock knock") .reason:has-text("404")');
+    await sel(ivan, '#ref');
+
+    // A raw line over the server's limit: the server's 417, shown as an error line.
+    await type(ivan, `/quote PRIVMSG #ref :${'x'.repeat(600)}`);
+    await ivan.waitForSelector('#messages li.error:has-text("too long")');
+
+    // 1200 bytes of CJK: split at the byte limit, every piece stored, nothing lost.
+    const cjk = '漢字'.repeat(200);
+    await ivan.fill('#text', cjk);
+    const hint = (await ivan.locator('#split-hint').textContent()) ?? '';
+    const parts = Number(/sent as (\d+) messages/.exec(hint)?.[1]);
+    assert.ok(parts >= 3, hint);
+    await ivan.press('#text', 'Enter');
+    await count(ivan, '#messages li.self[data-seq]', parts);
+    await ref.until(() => got.join('') === cjk, `the CJK text, got ${got.join('').length} chars`);
+    for (const line of got) assert.ok(Buffer.byteLength(`:ivan!~ivan@127.0.0.1 PRIVMSG #ref :${line}\r\n`) <= 512);
+
+    // The shard's backlog limit at 1: a burst of pieces is partly refused with RATE_LIMITED.
+    const words = Array.from({ length: 12 }, (_, i) => `part${i}-${'y'.repeat(300)}`);
+    await setConfig({ ...BASE_CONFIG, limits: { storeBacklog: 1 } });
+    try {
+      // Twelve words that fit one per line: the split falls between them.
+      await type(ivan, words.join(' '));
+      await ivan.waitForSelector('#messages li.failed .reason:has-text("RATE_LIMITED")');
+      assert.match((await ivan.locator('#messages li.failed .reason').first().textContent()) ?? '', /retry after 1\.0 s/);
+    } finally {
+      await setConfig(BASE_CONFIG);
+    }
+    await count(ivan, '#messages li.pending', 0);
+    const refused = await ivan.locator('#messages li.failed', { hasText: 'part' }).count();
+    assert.ok(refused >= 1);
+    // Retry sends them again; the echoes confirm them.
+    for (let i = 0; i < refused; i++) await ivan.locator('#messages li.failed', { hasText: 'part' }).first().locator('button.retry').click();
+    await count(ivan, '#messages li.failed, #messages li.pending', 0);
+    for (const w of words) await ref.until(() => got.includes(w), w.slice(0, 6));
+    assert.equal(got.filter((t) => t.startsWith('part')).length, 12);
+  });
+
+  it('layout: desktop and phone width, long words wrap, mentions and unread counts, the live total', async () => {
+    const leo = await ircClient(1, 'leo');
+    await leo.request('JOIN #layout');
+    await leo.request('TOPIC #layout :Parley layout check — topics, actions, mentions and very long words');
+    const kate = await newPage();
+    await login(kate, url(0), 'kate', '#layout');
+    await kate.waitForSelector('#members li:has-text("@leo")');
+    const total0 = await totalShown(kate);
+    await leo.request('PRIVMSG #layout :Welcome! Docs at https://example.org/parley and the dashboard is one click away.');
+    await leo.request('PRIVMSG #layout :\x01ACTION pours coffee\x01');
+    await leo.request(`PRIVMSG #layout :${'unbroken'.repeat(40)}`);
+    await leo.request('PRIVMSG #layout :kate: can you check the phone layout?');
+    await type(kate, 'On it — resizing now.');
+    await kate.waitForSelector('#messages li.mention:has-text("kate: can you")');
+    await kate.locator('#messages li.self[data-seq]', { hasText: 'On it' }).waitFor();
+    // A DM while looking at the channel: counted as unread and as a mention, in the title too.
+    await leo.request('PRIVMSG kate :psst, the build is green');
+    await kate.waitForSelector('#dms li.has-mention .badge.mention:text-is("1")');
+    assert.match(await kate.title(), /^\(1\) \[1\] #layout · Parley$/);
+    // The total of stored messages grows as messages are stored (fetched every 2 s).
+    await kate.waitForFunction(`Number(document.getElementById('total').textContent.replace(/\\D/g, '')) >= ${total0 + 5}`, undefined, { timeout: 10_000 });
+
+    const noOverflow = async (): Promise<void> => {
+      // Evaluated in the page (a string: this file is compiled without the DOM types).
+      const o = (await kate.evaluate(`(() => {
+        const box = document.getElementById('messages');
+        const send = document.querySelector('#send button').getBoundingClientRect();
+        return { page: document.documentElement.scrollWidth - window.innerWidth, box: box.scrollWidth - box.clientWidth, sendRight: send.right, width: window.innerWidth };
+      })()`)) as { page: number; box: number; sendRight: number; width: number };
+      assert.ok(o.page <= 0 && o.box <= 0 && o.sendRight <= o.width, JSON.stringify(o));
+    };
+    await noOverflow();
+    assert.equal(await kate.isVisible('#nav'), true);
+    assert.equal(await kate.isVisible('#members-panel'), true);
+    await kate.screenshot({ path: path.join(ARTIFACTS, 'chat-desktop.png') });
+
+    await kate.setViewportSize({ width: 390, height: 760 });
+    await noOverflow();
+    assert.equal(await kate.isVisible('#nav'), false);
+    assert.equal(await kate.isVisible('#members-panel'), false);
+    await kate.screenshot({ path: path.join(ARTIFACTS, 'chat-phone.png') });
+    await kate.click('#toggle-nav');
+    await kate.waitForSelector('#nav', { state: 'visible' });
+    await kate.screenshot({ path: path.join(ARTIFACTS, 'chat-phone-buffers.png') });
+    // Choosing a buffer closes the panel.
+    await sel(kate, 'leo');
+    await kate.waitForSelector('#nav', { state: 'hidden' });
+    await kate.waitForSelector('#messages li:has-text("psst")');
+    assert.match(await kate.title(), /^leo · Parley$/);
+    // Keyboard: Alt+Up goes back to the channel, Ctrl+K jumps by name.
+    await kate.press('#text', 'Alt+ArrowUp');
+    await kate.waitForSelector('#title:text-is("#layout")');
+    await kate.press('#text', 'Control+k');
+    await kate.fill('#switch-input', 'le');
+    await kate.waitForSelector('#switch-list button.first:text-is("leo")');
+    await kate.press('#switch-input', 'Enter');
+    await kate.waitForSelector('#title:text-is("leo")');
+  });
 });
+
+/** A TCP proxy to one port that can drop its connections and hold new ones. */
+class Proxy {
+  private readonly server = net.createServer((c) => this.accept(c));
+  private readonly sockets = new Set<net.Socket>();
+  private held: net.Socket[] | null = null;
+
+  constructor(private readonly target: number) {}
+
+  async start(): Promise<void> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  hold(): void {
+    this.held ??= [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const c of held) if (!c.destroyed) this.connect(c);
+  }
+
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    for (const c of this.held ?? []) c.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+
+  private accept(c: net.Socket): void {
+    this.track(c);
+    if (this.held !== null) this.held.push(c);
+    else this.connect(c);
+  }
+
+  private connect(c: net.Socket): void {
+    const up = net.connect(this.target, '127.0.0.1');
+    this.track(up);
+    c.pipe(up).pipe(c);
+    const drop = (): void => {
+      c.destroy();
+      up.destroy();
+    };
+    c.on('close', drop);
+    up.on('close', drop);
+  }
+
+  private track(s: net.Socket): void {
+    this.sockets.add(s);
+    s.on('close', () => this.sockets.delete(s));
+    s.on('error', () => {}); // a cut connection errors on the other side; that is the point
+  }
+}

@@ -7,7 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Esbuild from 'esbuild';
-import { WEB_ROOT, buildWeb } from '../../packages/web/src/index.js';
+import { WEB_ROOT, buildWeb, sizeReport } from '../../packages/web/src/index.js';
+import { execute, parseInput, type CommandHost, type Where } from '../../packages/web/app/commands.js';
+import { complete } from '../../packages/web/app/complete.js';
+import { ctcpAction, linkify, mentions, retryAfterMs, splitMessage, stripFormatting, textBudget } from '../../packages/web/app/text.js';
 
 /*
  * The protocol package and the client core are pure (they run unchanged in a browser), and the
@@ -68,8 +71,11 @@ describe('pure packages', () => {
 describe('web build', () => {
   it('WEB_ROOT holds the pages, the style and the bundles', () => {
     const files = readdirSync(WEB_ROOT).filter((f) => !f.startsWith('.')).sort();
-    assert.deepEqual(files, ['app.js', 'dashboard.html', 'dashboard.js', 'index.html', 'style.css']);
-    assert.match(readFileSync(path.join(WEB_ROOT, 'index.html'), 'utf8'), /src="\/app\.js"/);
+    assert.deepEqual(files, ['app.js', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'style.css']);
+    const index = readFileSync(path.join(WEB_ROOT, 'index.html'), 'utf8');
+    assert.match(index, /src="\/app\.js"/);
+    // The favicon is put into the page by the build.
+    assert.match(index, /rel="icon" type="image\/svg\+xml" href="data:image\/svg\+xml,%3Csvg/);
     assert.match(readFileSync(path.join(WEB_ROOT, 'dashboard.html'), 'utf8'), /src="\/dashboard\.js"/);
     const app = readFileSync(path.join(WEB_ROOT, 'app.js'), 'utf8');
     assert.doesNotMatch(app, /node:/);
@@ -79,10 +85,34 @@ describe('web build', () => {
   });
 
   it('the web client has no codec or caps list of its own', () => {
-    const app = code(path.join(ROOT, 'packages/web/app/app.ts'));
+    const dir = path.join(ROOT, 'packages/web/app');
+    const app = readdirSync(dir)
+      .filter((f) => f.endsWith('.ts') && f !== 'dashboard.ts')
+      .map((f) => code(path.join(dir, f)))
+      .join('\n');
     assert.match(app, /from '@parley\/protocol'/);
     assert.match(app, /from '@parley\/client\/browser'/);
-    assert.doesNotMatch(app, /message-tags|server-time|split\(';'\)|function parse/);
+    assert.doesNotMatch(app, /message-tags|server-time|split\(';'\)|function parse(Line|Tags|Message)/);
+  });
+
+  it('the chat bundle stays small, and every module stays readable', () => {
+    const app = sizeReport(WEB_ROOT).find((f) => f.name === 'app.js');
+    assert.ok(app, 'app.js was not built');
+    assert.ok(app.gzip < 25_000, `app.js is ${app.gzip} bytes gzipped`);
+    const dir = path.join(ROOT, 'packages/web/app');
+    for (const f of readdirSync(dir)) {
+      const lines = readFileSync(path.join(dir, f), 'utf8').split('\n').length;
+      assert.ok(lines <= 420, `${f} has ${lines} lines`);
+    }
+  });
+
+  it('the nick pattern of the login form compiles as browsers compile it (the v flag)', () => {
+    const index = readFileSync(path.join(ROOT, 'packages/web/public/index.html'), 'utf8');
+    const pattern = /id="nick"[^>]*pattern="([^"]+)"/.exec(index)?.[1];
+    assert.ok(pattern !== undefined);
+    const re = new RegExp(`^(?:${pattern})$`, 'v');
+    for (const ok of ['alice', 'A', '[x]', 'b\\`_^{|}-9']) assert.ok(re.test(ok), ok);
+    for (const bad of ['9lives', '-x', 'a b', '#chan', '']) assert.ok(!re.test(bad), bad);
   });
 
   it('builds only when an input changed, and writes every output', () => {
@@ -93,9 +123,116 @@ describe('web build', () => {
       assert.ok((first.files.get('app.js') ?? 0) > 1000);
       assert.equal(buildWeb(dir).built, false);
       assert.equal(buildWeb(dir, true).built, true);
-      assert.deepEqual([...first.files.keys()].sort(), ['app.js', 'dashboard.html', 'dashboard.js', 'index.html', 'style.css']);
+      assert.deepEqual([...first.files.keys()].sort(), ['app.js', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'style.css']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('chat client logic', () => {
+  it('splits at the byte limit on code points, preferring spaces, and loses nothing', () => {
+    assert.deepEqual(splitMessage('short', 100), ['short']);
+    const cjk = '漢'.repeat(100); // 300 bytes
+    const parts = splitMessage(cjk, 100);
+    assert.deepEqual(parts.map((p) => Buffer.byteLength(p)), [99, 99, 99, 3]);
+    assert.equal(parts.join(''), cjk);
+    // Never inside a surrogate pair.
+    const emoji = '😀'.repeat(30); // 120 bytes
+    for (const p of splitMessage(emoji, 10)) assert.equal(p, '😀😀');
+    const words = 'alpha beta gamma delta epsilon zeta eta theta';
+    const w = splitMessage(words, 20);
+    for (const p of w) assert.ok(Buffer.byteLength(p) <= 20);
+    assert.equal(w.join(' '), words);
+    assert.deepEqual(w, ['alpha beta gamma', 'delta epsilon zeta', 'eta theta']);
+    // What the server adds in front counts against LINELEN.
+    assert.equal(textBudget({ lineLen: 512, source: 'bob!~bob@127.0.0.1' }, 'PRIVMSG', '#a', false), 512 - 2 - Buffer.byteLength(':bob!~bob@127.0.0.1 PRIVMSG #a :'));
+    assert.equal(textBudget({ lineLen: 512, source: 'b!~b@h' }, 'PRIVMSG', '#a', true), textBudget({ lineLen: 512, source: 'b!~b@h' }, 'PRIVMSG', '#a', false) - 9);
+  });
+
+  it('reads actions, formatting, mentions, links and retry-after', () => {
+    assert.equal(ctcpAction('\x01ACTION waves\x01'), 'waves');
+    assert.equal(ctcpAction('\x01ACTION waves'), 'waves');
+    assert.equal(ctcpAction('no'), null);
+    assert.equal(stripFormatting('\x02bold\x02 \x0304,12red\x03 \x1ditalic\x0f'), 'bold red italic');
+    assert.ok(mentions('hey Alice: look', 'alice'));
+    assert.ok(!mentions('malice aforethought', 'alice'));
+    assert.ok(!mentions('alice_ is not me', 'alice'));
+    assert.deepEqual(linkify('see https://x.org/a?b=1. or javascript:alert(1)'), [
+      { text: 'see ' },
+      { text: 'https://x.org/a?b=1', href: 'https://x.org/a?b=1' },
+      { text: '. or javascript:alert(1)' },
+    ]);
+    assert.equal(retryAfterMs('1000', 'Server busy: message not stored, retry in 1 second'), 1000);
+    assert.equal(retryAfterMs('1', 'Server busy: message not stored, retry in 1 second'), 1000);
+    assert.equal(retryAfterMs('250', 'Rate limited: message not stored, retry in 250 ms'), 250);
+    assert.equal(retryAfterMs('40', 'slow down'), 40);
+    assert.equal(retryAfterMs('soon', 'slow down'), null);
+  });
+
+  it('parses input: text, commands, // for a literal slash', () => {
+    assert.deepEqual(parseInput('hello'), { kind: 'text', text: 'hello' });
+    assert.deepEqual(parseInput('//me is text'), { kind: 'text', text: '/me is text' });
+    assert.deepEqual(parseInput('/MSG bob  hi  there'), { kind: 'command', name: 'msg', args: 'bob  hi  there' });
+    assert.deepEqual(parseInput('   '), { kind: 'empty' });
+  });
+
+  it('runs commands through the host, and never sends an unknown one', () => {
+    const calls: string[] = [];
+    let where: Where = { kind: 'channel', name: '#a' };
+    const host: CommandHost = {
+      where: () => where,
+      print: (t, e) => calls.push(`${e ? 'error' : 'print'} ${t}`),
+      say: (t, x, a) => calls.push(`say ${t} ${a ? 'action ' : ''}${x}`),
+      join: (c) => calls.push(`join ${c.join(',')}`),
+      part: (c, r) => calls.push(`part ${c} ${r}`),
+      close: (n) => calls.push(`close ${n}`),
+      query: (n) => calls.push(`query ${n}`),
+      send: (c, p) => calls.push(`send ${c} ${JSON.stringify(p)}`),
+      raw: (l) => calls.push(`raw ${l}`),
+      clear: () => calls.push('clear'),
+      quit: (r) => calls.push(`quit ${r}`),
+    };
+    const run = (line: string): string[] => {
+      calls.length = 0;
+      execute(host, line);
+      return [...calls];
+    };
+    assert.deepEqual(run('hi all'), ['say #a hi all']);
+    assert.deepEqual(run('/msg bob  secret  stuff'), ['query bob', 'say bob secret  stuff']);
+    assert.deepEqual(run('/me waves'), ['say #a action waves']);
+    assert.deepEqual(run('/j rust,#go'), ['join #rust,#go']);
+    assert.deepEqual(run('/op bob carol'), ['send MODE ["#a","+oo","bob","carol"]']);
+    assert.deepEqual(run('/deop #b bob'), ['send MODE ["#b","-o","bob"]']);
+    assert.deepEqual(run('/mode +t'), ['send MODE ["#a","+t"]']);
+    assert.deepEqual(run('/kick bob go away'), ['send KICK ["#a","bob","go away"]']);
+    assert.deepEqual(run('/topic new topic here'), ['send TOPIC ["#a","new topic here"]']);
+    assert.deepEqual(run('/topic'), ['send TOPIC ["#a"]']);
+    assert.deepEqual(run('/away'), ['send AWAY []']);
+    assert.deepEqual(run('/quote PRIVMSG #x :raw'), ['raw PRIVMSG #x :raw']);
+    assert.deepEqual(run('/part bye now'), ['part #a bye now']);
+    const unknown = run('/frob x');
+    assert.equal(unknown.length, 1);
+    assert.match(unknown[0] ?? '', /^error Unknown command \/frob/);
+    assert.match(run('/msg bob')[0] ?? '', /^error Usage/);
+    where = { kind: 'dm', name: 'bob' };
+    assert.deepEqual(run('/part'), ['close bob']);
+    assert.match(run('/op x')[0] ?? '', /^error Not in a channel/);
+    where = { kind: 'server', name: '*' };
+    assert.match(run('text in the server buffer')[0] ?? '', /^error/);
+    assert.ok(run('/help').length > 15);
+  });
+
+  it('completes nicks, channels and commands, and cycles on repeated Tab', () => {
+    const src = { nicks: ['alice', 'Alfred', 'bob'], channels: ['#rust', '#ruby'], commands: ['join', 'me', 'msg'] };
+    const a = complete('al', 2, src, null);
+    assert.equal(a?.result.value, 'alice: ');
+    const b = complete(a?.result.value ?? '', a?.result.cursor ?? 0, src, a?.state ?? null);
+    assert.equal(b?.result.value, 'Alfred: ');
+    assert.equal(complete('see #ru', 7, src, null)?.result.value, 'see #rust ');
+    assert.equal(complete('/m', 2, src, null)?.result.value, '/me ');
+    assert.equal(complete('hi zed', 6, src, null), null);
+    // In the middle of a line: no colon, the rest of the line kept.
+    assert.deepEqual(complete('ask bo now', 6, src, null)?.result, { value: 'ask bob now', cursor: 8 });
   });
 });

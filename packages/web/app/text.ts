@@ -140,12 +140,13 @@ export function linkify(text: string): Array<{ text: string; href?: string }> {
 }
 
 /**
- * Retry-after of `FAIL … RATE_LIMITED <target> <retry-after> :text` in milliseconds. The server
- * sends milliseconds; older servers sent seconds and said so in the text ("retry in 1 second").
+ * Retry-after of `FAIL … RATE_LIMITED <target> <retry-after> :text` in milliseconds. A delay the
+ * text states ("retry in 1 second", "retry in 250 ms") is taken first, since servers have sent the
+ * parameter in seconds and now send it in milliseconds; otherwise the parameter, in milliseconds.
  */
 export function retryAfterMs(value: string | undefined, description: string): number | null {
+  const said = /retry in (\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?)\b/i.exec(description);
+  if (said) return Number(said[1]) * (said[2]?.toLowerCase().startsWith('m') ? 1 : 1000);
   if (value === undefined || !/^\d+(\.\d+)?$/.test(value)) return null;
-  const n = Number(value);
-  const seconds = /\bseconds?\b/.test(description) && !/\bms\b|millisecond/.test(description);
-  return seconds ? n * 1000 : n;
+  return Number(value);
 }

@@ -7,7 +7,7 @@ import { complete, type CompletionState } from './complete.js';
 import { pieces } from './connection.js';
 import { notificationsAvailable, toggleNotifications } from './notify.js';
 import { $, el } from './render.js';
-import { changed, current, ordered, save, select, state } from './state.js';
+import { changed, current, ordered, save, select, state, type Buffer } from './state.js';
 
 export function showChat(on: boolean): void {
   $('login').hidden = on;
@@ -50,7 +50,12 @@ function openSwitcher(): void {
   const list = $('switch-list');
   const fillList = (): void => {
     const q = input.value.toLowerCase();
-    const matches = ordered().filter((b) => (b.kind === 'server' ? state.network : b.name).toLowerCase().includes(q));
+    const label = (b: Buffer): string => (b.kind === 'server' ? state.network : b.name).toLowerCase();
+    // Names that start with what was typed come first ('le' → leo before Parley).
+    const starts = (b: Buffer): boolean => label(b).startsWith(q) || label(b).startsWith(`#${q}`);
+    const matches = ordered()
+      .filter((b) => label(b).includes(q))
+      .sort((a, b) => Number(starts(b)) - Number(starts(a)));
     list.replaceChildren(
       ...matches.map((b, i) => {
         const btn = el('button', i === 0 ? 'first' : '', b.kind === 'server' ? state.network : b.name);
@@ -154,7 +159,7 @@ export function bindKeys(k: Keys): void {
   const bell = $<HTMLButtonElement>('notify');
   bell.hidden = !notificationsAvailable();
   const label = (): void => {
-    bell.textContent = state.notify ? '🔔 on' : '🔕 off';
+    bell.textContent = state.notify ? 'Alerts: on' : 'Alerts: off';
     bell.title = state.notify ? 'Desktop notifications on mentions and DMs: on' : 'Turn on desktop notifications for mentions and DMs';
   };
   label();
