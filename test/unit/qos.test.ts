@@ -171,6 +171,7 @@ describe('QosAdmission', () => {
       directory: d, buckets, log: silent,
       backlog: { admit: () => (pending < 10 ? null : { code: 'RATE_LIMITED', reason: 'backlog', retryAfterMs: 1000, text: 'busy' }) },
       metrics: { failOpen: (n) => failOpen.push(n), took: () => undefined },
+      debitFlushMs: 10,
     });
     return { d, shardOf, buckets, a, failOpen, setBacklog: (n: number) => (pending = n) };
   }
@@ -224,7 +225,7 @@ describe('QosAdmission', () => {
     await send(a, '#bulk', 1).all;
     const bulk = send(a, '#bulk', 10_000);
     assert.equal(bulk.sync, 10_000);
-    // The debits leave within DEBIT_FLUSH_MS, on a timer of their own (nothing waits for them).
+    // The debits leave within debitFlushMs, on a timer of their own (nothing waits for them).
     const debits = buckets.nextCall();
     await bulk.all;
     assert.deepEqual((await debits).map((q) => [q.n, q.debit]), [[0, 10_000]]);

@@ -21,17 +21,23 @@ export interface QosAdmissionOptions {
   backlog: { admit(room: string): Refusal | null };
   metrics?: QosAdmissionMetrics;
   log: Logger;
+  /**
+   * Debits (messages admitted on the fast path) reach the buckets at most this long after the
+   * admission, with a request of their own unless one for an exact-path message goes first
+   * (default 1000). Longer means fewer script calls for many quiet rooms; the fast path's bound
+   * (FAST_SHARE of the headroom last reported) holds whatever it is.
+   */
+  debitFlushMs?: number;
 }
 
 /**
  * Of the headroom the buckets last reported for a room ("n more would fit now"), the part this
- * instance may use without asking. With N instances using the fast path on one room at once, the
- * bucket can be overdrawn by at most (N × FAST_SHARE − 1) × that headroom, once: the debits reach
- * Redis within DEBIT_FLUSH_MS and the next answers report the headroom gone.
+ * instance may use without asking before it hears from the buckets again. With N instances using
+ * the fast path on one room at once, each spends at most this share of a headroom that the others
+ * share too: the bucket can be overdrawn by at most (N × FAST_SHARE − 1) × that headroom, so not
+ * at all with two instances; the next answers report the headroom gone and the room goes exact.
  */
 const FAST_SHARE = 0.5;
-/** Debits (messages admitted on the fast path) are sent at most this long after the admission. */
-const DEBIT_FLUSH_MS = 10;
 
 /**
  * Per-room QoS, cluster-wide, off the per-message round trip. A message of a room without a
@@ -46,7 +52,7 @@ const DEBIT_FLUSH_MS = 10;
  * buckets computed. Far from its limit (fast path), when the last answer said that many more
  * messages would fit and none of the room's messages is waiting for an answer, a message is
  * admitted at once and its token is taken afterwards (a debit sent with the next request, within
- * DEBIT_FLUSH_MS), spending at most FAST_SHARE of the reported headroom; so a room under its limit
+ * `debitFlushMs`), spending at most FAST_SHARE of the reported headroom; so a room under its limit
  * does not wait for Redis, and a room at its limit is held to it exactly.
  *
  * The store backlog is checked before (no token for a message already over it) and again by
@@ -61,8 +67,11 @@ export class QosAdmission implements Admission {
   private immediate = false;
   private timer: NodeJS.Timeout | null = null;
   private failingOpen = false;
+  private readonly debitFlushMs: number;
 
-  constructor(private readonly o: QosAdmissionOptions) {}
+  constructor(private readonly o: QosAdmissionOptions) {
+    this.debitFlushMs = o.debitFlushMs ?? 1000;
+  }
 
   admit(room: string): Refusal | null | Promise<Refusal | null> {
     const before = this.o.backlog.admit(room);
@@ -73,7 +82,7 @@ export class QosAdmission implements Admission {
       q.allowance--;
       q.debit++;
       if (!q.queued) this.enqueue(q);
-      if (!this.immediate && this.timer === null) this.timer = setTimeout(this.flush, DEBIT_FLUSH_MS);
+      if (!this.immediate && this.timer === null) this.timer = setTimeout(this.flush, this.debitFlushMs);
       return null;
     }
     if (!q.queued) this.enqueue(q);
