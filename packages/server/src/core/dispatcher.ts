@@ -123,7 +123,7 @@ export class Dispatcher {
     }
     const extra = spec.extraCost?.(msg) ?? 0;
     if (extra > 0 && !this.takeTokens(s, extra)) {
-      r.send(failLine(this.ctx.serverName, msg.command, FAIL.RATE_LIMITED, [msg.params[0] ?? '*', '1'], 'Too many lines or rows asked, slow down'));
+      r.send(failLine(this.ctx.serverName, msg.command, FAIL.RATE_LIMITED, [msg.params[0] ?? '*', String(Math.ceil((extra * 1000) / Math.max(this.ctx.config.flood.linesPerSecond, 1)))], 'Too many lines or rows asked, slow down'));
       return false;
     }
     return true;
