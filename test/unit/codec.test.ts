@@ -631,8 +631,11 @@ describe('server-time', () => {
 });
 
 describe('caps and numerics', () => {
-  it('lists exactly the six supported caps', () => {
-    assert.deepEqual([...SUPPORTED_CAPS], ['message-tags', 'server-time', 'echo-message', 'batch', 'labeled-response', 'draft/chathistory']);
+  it('lists exactly the supported caps', () => {
+    assert.deepEqual([...SUPPORTED_CAPS], [
+      'message-tags', 'server-time', 'echo-message', 'batch', 'labeled-response', 'draft/chathistory',
+      'sasl', 'draft/account-registration', 'account-tag', 'account-notify',
+    ]);
   });
   it('parses cap lists with values', () => {
     const caps = parseCapList('  multi-prefix sasl=PLAIN,EXTERNAL draft/chathistory=100 x=a=b  -batch ');

@@ -48,6 +48,16 @@ export const ClusterConfigSchema = z
       .prefault({}),
     /** seconds of silence before the server PINGs a client; twice that without reply drops it */
     pingIntervalSeconds: z.number().int().min(5).max(3600).default(90),
+    accounts: z
+      .object({
+        /**
+         * seconds a registered nick may be used without logging in to its account before the
+         * session is renamed to a guest nick (0: at once)
+         */
+        nickGraceSeconds: z.number().int().min(0).max(3600).default(30),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -6,6 +6,10 @@ export const SUPPORTED_CAPS = [
   'batch',
   'labeled-response',
   'draft/chathistory',
+  'sasl',
+  'draft/account-registration',
+  'account-tag',
+  'account-notify',
 ] as const;
 
 export type SupportedCap = (typeof SUPPORTED_CAPS)[number];

@@ -13,8 +13,10 @@ import { Metrics } from './metrics.js';
 import { guardProcess, unguardProcess } from './process-guard.js';
 import { createHttpServer } from './net/http.js';
 import { AdminAuth, AdminTokenError, readAdminToken } from './net/api/index.js';
+import { InstanceSampler } from './net/api/instances.js';
 import { createTcpServer } from './net/tcp.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
+import { PgAccountStore } from './accounts/store-pg.js';
 import { BacklogAdmission } from './core/admission.js';
 import { closeRedis } from './cluster/broker-redis.js';
 import { QosAdmission } from './qos/admission.js';
@@ -24,6 +26,7 @@ import { QosDirectory } from './qos/directory.js';
 import { EtcdQosFeed } from './qos/directory-etcd.js';
 import { QosOutcomes } from './qos/outcomes.js';
 import { Redis } from 'ioredis';
+import { readSecretFile, SecretFileError, urlWithPassword } from './secrets.js';
 import { registerShards as registerShardUrls, resolveQosClass, withTimeout } from '@parley/contracts';
 
 /** A startup problem the operator must fix; `main` prints its message as one line. */
@@ -45,6 +48,7 @@ export class ParleyServer {
   private registry!: EtcdRegistry;
   private state!: RedisClusterState;
   private store!: ShardedStore;
+  private accounts: PgAccountStore | null = null;
   private directory!: EtcdShardDirectory;
   /** shards the store reports down (id → why), for the API's shard list */
   private readonly downShards = new Map<number, string>();
@@ -82,6 +86,19 @@ export class ParleyServer {
       if (err instanceof AdminTokenError) throw new StartupError(err.message);
       throw err;
     }
+    // Backend credentials from files (never the command line); the URLs logged and stored stay without them.
+    let secrets: { redis?: string; pg?: string; etcd?: string };
+    try {
+      secrets = {
+        ...(o.redisPasswordFile !== undefined ? { redis: readSecretFile(o.redisPasswordFile, 'Redis password') } : {}),
+        ...(o.pgPasswordFile !== undefined ? { pg: readSecretFile(o.pgPasswordFile, 'PostgreSQL password') } : {}),
+        ...(o.etcdPasswordFile !== undefined ? { etcd: readSecretFile(o.etcdPasswordFile, 'etcd password') } : {}),
+      };
+    } catch (err) {
+      if (err instanceof SecretFileError) throw new StartupError(err.message);
+      throw err;
+    }
+    const redisUrl = urlWithPassword(o.redis, secrets.redis);
     const etcdPrefix = `/${o.prefix}`;
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
@@ -89,7 +106,7 @@ export class ParleyServer {
       registeredAgain: () => {
         this.node?.reassert().catch((err: Error) => this.log.error({ err: err.message }, 'putting local users back failed'));
       },
-    }, this.log);
+    }, this.log, secrets.etcd !== undefined ? { username: o.etcdUser, password: secrets.etcd } : undefined);
     let config;
     try {
       config = await this.registry.loadConfig(o.etcdTimeoutSeconds * 1000);
@@ -121,6 +138,7 @@ export class ParleyServer {
     }
     this.store = new ShardedStore({
       directory,
+      ...(secrets.pg !== undefined ? { password: secrets.pg } : {}),
       idleMs: o.pgIdleSeconds * 1000,
       // A shard's pool: its class's poolSize (the class its entry names, else `default`), else the entry's, else --pg-pool-size.
       classPoolSize: (info) => resolveQosClass(qosDirectory.classes, undefined, directory.shardClass(info.id)).cls?.poolSize,
@@ -152,8 +170,8 @@ export class ParleyServer {
       throw new StartupError(`PostgreSQL: ${(err as Error).message}`);
     }
 
-    this.state = new RedisClusterState(o.redis, o.prefix, this.log);
-    const qosRedis = (this.qosRedis = qosConnection(o.redis, this.log));
+    this.state = new RedisClusterState(redisUrl, o.prefix, this.log);
+    const qosRedis = (this.qosRedis = qosConnection(redisUrl, this.log));
     const counters = new RedisQosCounters(qosRedis, o.prefix, { log: this.log });
     this.qos = { directory: qosDirectory, counters };
     const admission = new QosAdmission({
@@ -168,7 +186,9 @@ export class ParleyServer {
     });
     this.node = new ChatNode({
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
-      broker: (handler) => new RedisBroker(o.redis, o.prefix, handler, this.log),
+      // Accounts are pinned to shards like rooms (`acct:<name>`), through the same directory.
+      accounts: (this.accounts = new PgAccountStore({ directory })),
+      broker: (handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log),
       commands: COMMANDS, metrics: this.metrics, log: this.log,
       admission, outcomes: new QosOutcomes(qosDirectory, counters, (shard) => this.metrics.shardSeries(shard)),
     });
@@ -200,15 +220,20 @@ export class ParleyServer {
     this.wsPort = (this.http.server.address() as AddressInfo).port;
 
     await this.state.addInstance(this.id);
+    // The record carries the instance's own counters (the dashboard reads every instance's there).
+    const sampler = new InstanceSampler({ stats: this.node.stats, persistLatency: this.metrics.persistLatency, fanoutLatency: this.metrics.fanoutLatency });
     await this.registry.register({
       id: this.id, serverName: o.serverName, host: o.advertiseHost ?? o.host, tcpPort: this.tcpPort, wsPort: this.wsPort,
-      pid: process.pid, startedAt: Date.now(), connections: 0, state: 'ready',
+      pid: process.pid, startedAt: Date.now(), connections: 0, state: 'ready', stats: await sampler.sample(),
     });
     await this.registry.watch();
     await this.reconcile();
     let n = 0;
     this.timer = setInterval(() => {
-      void this.registry.update({ connections: this.node.sessions.size });
+      void sampler.sample().then(
+        (stats) => this.registry.update({ connections: this.node.sessions.size, stats }),
+        (err: Error) => this.log.warn({ err: err.message }, 'sampling the instance counters failed'),
+      );
       if (++n % RECONCILE_EVERY === 0) void this.reconcile();
     }, REGISTRY_UPDATE_MS);
     this.timer.unref();
@@ -277,6 +302,7 @@ export class ParleyServer {
     if (this.qosRedis) await closeRedis(this.qosRedis);
     await this.state?.close();
     await this.store?.close();
+    await this.accounts?.close();
     await this.directory?.close();
     await this.qosFeed?.close();
     await this.registry?.close();

@@ -19,6 +19,7 @@ import { QosOutcomes } from '../../../packages/server/src/qos/outcomes.js';
 import type { Session, Transport } from '../../../packages/server/src/core/session.js';
 import { Metrics } from '../../../packages/server/src/metrics.js';
 import { MemoryStore } from '../../../packages/server/src/store/memory-store.js';
+import { MemoryAccountStore } from '../../../packages/server/src/accounts/store-memory.js';
 
 export const ALL_CAPS = ['message-tags', 'server-time', 'echo-message', 'batch', 'labeled-response', 'draft/chathistory'];
 
@@ -28,6 +29,8 @@ export class TestCluster {
   readonly hub = new MemoryHub();
   readonly data = new MemoryClusterData();
   readonly store = new MemoryStore();
+  /** the cluster's accounts, shared by every node */
+  readonly accounts = new MemoryAccountStore();
   readonly nodes: ChatNode[] = [];
   private readonly clients: TestClient[] = [];
 
@@ -66,7 +69,7 @@ export class TestCluster {
     }
     const node: ChatNode = new ChatNode({
       instanceId: id, serverName: `${id}.test`, config: ClusterConfigSchema.parse(config) as ClusterConfig,
-      state: new MemoryClusterState(this.data), store: this.store,
+      state: new MemoryClusterState(this.data), store: this.store, accounts: this.accounts,
       broker: (h) => new MemoryBroker(this.hub, h), commands: COMMANDS, metrics, log: silent,
       ...extra,
     });

@@ -13,6 +13,9 @@ interface StoredUser {
   /** '' = not away, as in Redis */
   away: string;
   signon: number;
+  /** '' = not logged in, as in Redis */
+  account: string;
+  conn: string;
 }
 
 interface StoredMember {
@@ -81,7 +84,9 @@ function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
 }
 
 function toUser(u: StoredUser): UserInfo {
-  return { ...u, away: u.away === '' ? null : u.away };
+  const { account, conn, ...rest } = u;
+  // Present only when set, so a user reads back exactly as claimed (as from Redis).
+  return { ...rest, away: u.away === '' ? null : u.away, ...(account ? { account } : {}), ...(conn ? { conn } : {}) };
 }
 
 /**
@@ -118,7 +123,7 @@ export class MemoryClusterState implements ClusterState {
       if (d.users.has(key)) return false;
       d.users.set(key, {
         nick: u.nick, user: u.user, host: u.host, realname: u.realname, inst: u.inst, server: u.server,
-        away: '', signon: u.signon,
+        away: '', signon: u.signon, account: u.account ?? '', conn: u.conn ?? '',
       });
       setOf(d.instNicks, u.inst).add(key);
       return true;
@@ -193,6 +198,13 @@ export class MemoryClusterState implements ClusterState {
     return this.op(() => {
       const u = this.data.users.get(nick.toLowerCase());
       if (u) u.away = away ?? '';
+    });
+  }
+
+  setAccount(nick: string, account: string | null): Promise<void> {
+    return this.op(() => {
+      const u = this.data.users.get(nick.toLowerCase());
+      if (u) u.account = account ?? '';
     });
   }
 

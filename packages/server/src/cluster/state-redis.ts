@@ -8,7 +8,7 @@ import type {
 
 /*
  * Key layout (P = prefix):
- *   P:nick:<nick>        hash  nick user host real inst server away signon
+ *   P:nick:<nick>        hash  nick user host real inst server away signon acct conn
  *   P:uchans:<nick>      set   channel keys the user is in
  *   P:chan:<chan>        hash  name topic topicBy topicAt modes created
  *   P:members:<chan>     hash  nick -> '@Nick' (operator) or 'Nick'
@@ -34,7 +34,7 @@ const SCRIPTS = {
 local P = ARGV[1]
 local k = P..':nick:'..ARGV[2]
 if redis.call('EXISTS', k) == 1 then return 0 end
-redis.call('HSET', k, 'nick', ARGV[3], 'user', ARGV[4], 'host', ARGV[5], 'real', ARGV[6], 'inst', ARGV[7], 'server', ARGV[8], 'signon', ARGV[9], 'away', '')
+redis.call('HSET', k, 'nick', ARGV[3], 'user', ARGV[4], 'host', ARGV[5], 'real', ARGV[6], 'inst', ARGV[7], 'server', ARGV[8], 'signon', ARGV[9], 'away', '', 'acct', ARGV[10] or '', 'conn', ARGV[11] or '')
 redis.call('SADD', P..':inst:'..ARGV[7]..':nicks', ARGV[2])
 return 1`,
   changeNick: `
@@ -71,6 +71,11 @@ return res`,
 local k = ARGV[1]..':nick:'..ARGV[2]
 if redis.call('EXISTS', k) == 0 then return 0 end
 redis.call('HSET', k, 'away', ARGV[3])
+return 1`,
+  setAccount: `
+local k = ARGV[1]..':nick:'..ARGV[2]
+if redis.call('EXISTS', k) == 0 then return 0 end
+redis.call('HSET', k, 'acct', ARGV[3])
 return 1`,
   releaseUser: DROP_CHANNEL_IF_EMPTY + `
 local P, nick, inst = ARGV[1], ARGV[2], ARGV[3]
@@ -230,7 +235,7 @@ export class RedisClusterState implements ClusterState {
   }
 
   async claimNick(u: UserInfo): Promise<boolean> {
-    const r = await this.run('claimNick', [u.nick.toLowerCase(), u.nick, u.user, u.host, u.realname, u.inst, u.server, u.signon]);
+    const r = await this.run('claimNick', [u.nick.toLowerCase(), u.nick, u.user, u.host, u.realname, u.inst, u.server, u.signon, u.account ?? '', u.conn ?? '']);
     return r === 1;
   }
 
@@ -255,6 +260,10 @@ export class RedisClusterState implements ClusterState {
   async setAway(nick: string, away: string | null): Promise<void> {
     // A plain HSET on a user gone meanwhile would leave a stub hash that blocks the nick for good.
     await this.run('setAway', [nick.toLowerCase(), away ?? '']);
+  }
+
+  async setAccount(nick: string, account: string | null): Promise<void> {
+    await this.run('setAccount', [nick.toLowerCase(), account ?? '']);
   }
 
   async userChannels(nick: string): Promise<string[]> {
@@ -363,6 +372,9 @@ function toUser(h: Record<string, string>): UserInfo | null {
     server: h.server ?? '',
     away: h.away ? h.away : null,
     signon: Number(h.signon ?? 0),
+    // Present only when set, so a user reads back exactly as claimed.
+    ...(h.acct ? { account: h.acct } : {}),
+    ...(h.conn ? { conn: h.conn } : {}),
   };
 }
 

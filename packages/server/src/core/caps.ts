@@ -8,6 +8,10 @@ export const Cap = {
   Batch: 8,
   LabeledResponse: 16,
   ChatHistory: 32,
+  Sasl: 64,
+  AccountRegistration: 128,
+  AccountTag: 256,
+  AccountNotify: 512,
 } as const;
 
 const BIT_OF: Record<SupportedCap, number> = {
@@ -17,6 +21,10 @@ const BIT_OF: Record<SupportedCap, number> = {
   batch: Cap.Batch,
   'labeled-response': Cap.LabeledResponse,
   'draft/chathistory': Cap.ChatHistory,
+  sasl: Cap.Sasl,
+  'draft/account-registration': Cap.AccountRegistration,
+  'account-tag': Cap.AccountTag,
+  'account-notify': Cap.AccountNotify,
 };
 
 /** Every capability of the protocol package's list, with its bit (the Record keeps them in step). */
@@ -24,3 +32,16 @@ export const CAP_BITS: ReadonlyMap<string, number> = new Map(SUPPORTED_CAPS.map(
 
 /** `CAP LS` answer; labeled-response and chathistory only make sense with batch, like other servers. */
 export const CAP_LS = [...CAP_BITS.keys()].join(' ');
+
+/**
+ * Values shown to clients that sent `CAP LS 302`: the SASL mechanisms, and that REGISTER works
+ * before connecting, with any valid account name, and without e-mail (accounts are verified at
+ * once: no `email-required`).
+ */
+const CAP_VALUES: ReadonlyMap<string, string> = new Map([
+  ['sasl', 'PLAIN,SCRAM-SHA-256'],
+  ['draft/account-registration', 'before-connect,custom-account-name'],
+]);
+
+/** `CAP LS 302` answer: the list with values. */
+export const CAP_LS_302 = [...CAP_BITS.keys()].map((c) => (CAP_VALUES.has(c) ? `${c}=${CAP_VALUES.get(c) ?? ''}` : c)).join(' ');

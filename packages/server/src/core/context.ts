@@ -1,5 +1,6 @@
 import type { IrcMessage } from '@parley/protocol';
 import type { Logger } from 'pino';
+import type { AccountService } from '../accounts/service.js';
 import type { ClusterConfig } from '../config.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
@@ -22,6 +23,8 @@ export interface CommandContext {
   readonly users: Users;
   readonly rooms: Rooms;
   readonly messages: Messaging;
+  /** account registration and password checks */
+  readonly accounts: AccountService;
   readonly metrics: Metrics;
   readonly stats: NodeStats;
   readonly log: Logger;

@@ -7,10 +7,11 @@ import { NO_OUTCOMES, type Admission, type MessageOutcomes, type Refusal } from 
 import { Cap } from './caps.js';
 import type { ClusterBus } from './bus.js';
 import { topics, type DirectEnvelope } from './envelope.js';
-import { dmRoom, lower } from './names.js';
+import { dmKey, identityOf, identityOfUser } from '../accounts/identity.js';
+import { lower } from './names.js';
 import { ERR, FAIL, RPL, failLine, numericLine, type NumericSpec } from './replies.js';
 import type { Responder } from './reply.js';
-import { roomTag } from '@parley/protocol';
+import { roomTag, serializeTags } from '@parley/protocol';
 import { storedLine, type NodeStats, type Rooms } from './rooms.js';
 import type { Session } from './session.js';
 import type { Users } from './users.js';
@@ -55,7 +56,18 @@ export class Messaging {
     this.rateLimited = o.metrics.messagesRefused.labels('RATE_LIMITED');
   }
 
-  async toChannel(s: Session, p: Post, r: Responder): Promise<void> {
+  /**
+   * A logged-in sender's messages carry `account=<name>` (account-tag), stored with the message
+   * so history replays it too; clients cannot send that tag themselves (only `+` tags pass).
+   */
+  private tagged(s: Session, p: Post): Post {
+    if (!s.account) return p;
+    const tags = { ...(p.tags ?? {}), account: s.account };
+    return { ...p, tags, tagText: serializeTags(tags) };
+  }
+
+  async toChannel(s: Session, post: Post, r: Responder): Promise<void> {
+    const p = this.tagged(s, post);
     const key = lower(p.target);
     const room = s.rooms.get(key);
     let display: string;
@@ -96,7 +108,8 @@ export class Messaging {
     this.o.rooms.committed(key, stored.seq, out, s, echo);
   }
 
-  async toNick(s: Session, p: Post, r: Responder): Promise<void> {
+  async toNick(s: Session, post: Post, r: Responder): Promise<void> {
+    const p = this.tagged(s, post);
     const tkey = lower(p.target);
     const local = this.o.users.get(tkey);
     let remote = null;
@@ -109,7 +122,8 @@ export class Messaging {
       if (!remote) return this.refuse(s, p, r, ERR.NOSUCHNICK, p.target);
     }
     const display = local?.nick ?? remote?.nick ?? p.target;
-    const room = dmRoom(s.nick, display);
+    // Keyed by who the two are (account, or this very connection for a guest), not by nicks.
+    const room = dmKey(identityOf(s, s.conn), local ? identityOf(local, local.conn) : identityOfUser(remote as NonNullable<typeof remote>));
     let verdict = this.o.admission.admit(room);
     if (verdict !== null) {
       if ('then' in verdict) verdict = (await verdict) ?? this.o.admission.confirm?.(room) ?? null;

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { LineError } from '@parley/protocol';
 import type { Logger } from 'pino';
+import { AccountService } from '../accounts/service.js';
+import type { AccountStore } from '../accounts/store.js';
 import type { ClusterConfig } from '../config.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
@@ -23,6 +25,8 @@ export interface NodeOptions {
   config: ClusterConfig;
   state: ClusterState;
   store: MessageStore;
+  /** the cluster's accounts (PostgreSQL; in memory in unit tests) */
+  accounts: AccountStore;
   broker: BrokerFactory;
   commands: CommandTable;
   metrics: Metrics;
@@ -59,6 +63,7 @@ export class ChatNode implements CommandContext, BusListener {
   readonly rooms: Rooms;
   readonly users: Users;
   readonly messages: Messaging;
+  readonly accounts: AccountService;
   readonly sessions = new Set<Session>();
   readonly startedAt = Date.now();
   readonly stats: NodeStats = { messagesIn: 0, deliveries: 0, stored: 0 };
@@ -82,9 +87,11 @@ export class ChatNode implements CommandContext, BusListener {
     this.maxSendQueueBytes = o.maxSendQueueBytes ?? 8 * 1024 * 1024;
     this.bus = new ClusterBus({ instanceId: o.instanceId, broker: o.broker, listener: this, metrics: o.metrics, log: o.log });
     this.rooms = new Rooms({ bus: this.bus, store: o.store, metrics: o.metrics, log: o.log, stats: this.stats });
+    this.accounts = new AccountService(o.accounts);
     this.users = new Users({
       instanceId: o.instanceId, serverName: o.serverName, state: o.state, bus: this.bus, rooms: this.rooms,
       metrics: o.metrics, log: o.log, config: () => this.config,
+      accounts: this.accounts, drop: (s, reason) => this.drop(s, reason, 'killed'),
     });
     this.messages = new Messaging({
       serverName: o.serverName, state: o.state, store: o.store, rooms: this.rooms, users: this.users, bus: this.bus,
@@ -208,6 +215,9 @@ export class ChatNode implements CommandContext, BusListener {
       }
       case 'u':
         this.users.remoteUserEvent(env);
+        return;
+      case 'k':
+        this.users.remoteKill(env);
         return;
     }
   }

@@ -50,6 +50,12 @@ export const RPL = {
   MOTD: num('RPL_MOTD', null),
   MOTDSTART: num('RPL_MOTDSTART', null),
   ENDOFMOTD: num('RPL_ENDOFMOTD', 'End of /MOTD command.'),
+  WHOISACCOUNT: num('RPL_WHOISACCOUNT', 'is logged in as'),
+  /** `<nick>!<user>@<host> <account> :You are now logged in as <account>` */
+  LOGGEDIN: num('RPL_LOGGEDIN', null),
+  LOGGEDOUT: num('RPL_LOGGEDOUT', 'You are now logged out'),
+  SASLSUCCESS: num('RPL_SASLSUCCESS', 'SASL authentication successful'),
+  SASLMECHS: num('RPL_SASLMECHS', 'are available SASL mechanisms'),
 } as const;
 
 export const ERR = {
@@ -79,6 +85,10 @@ export const ERR = {
   CHANOPRIVSNEEDED: num('ERR_CHANOPRIVSNEEDED', "You're not channel operator"),
   UMODEUNKNOWNFLAG: num('ERR_UMODEUNKNOWNFLAG', 'Unknown MODE flag'),
   USERSDONTMATCH: num('ERR_USERSDONTMATCH', "Can't change mode for other users"),
+  SASLFAIL: num('ERR_SASLFAIL', 'SASL authentication failed'),
+  SASLTOOLONG: num('ERR_SASLTOOLONG', 'SASL message too long'),
+  SASLABORTED: num('ERR_SASLABORTED', 'SASL authentication aborted'),
+  SASLALREADY: num('ERR_SASLALREADY', 'You have already authenticated using SASL'),
 } as const;
 
 /** Every numeric the server can send. */
@@ -107,6 +117,14 @@ export const FAIL = {
   INVALID_PARAMS: fail('INVALID_PARAMS', 'Invalid parameters'),
   INVALID_TARGET: fail('INVALID_TARGET', 'Invalid target'),
   INVALID_MSGREFTYPE: fail('INVALID_MSGREFTYPE', 'Invalid message reference'),
+  // draft/account-registration
+  ACCOUNT_EXISTS: fail('ACCOUNT_EXISTS', 'Account already exists'),
+  BAD_ACCOUNT_NAME: fail('BAD_ACCOUNT_NAME', 'An account name must be a valid nick and not a service'),
+  NEED_NICK: fail('NEED_NICK', 'Send NICK first, or name the account'),
+  ALREADY_AUTHENTICATED: fail('ALREADY_AUTHENTICATED', 'You are already logged in'),
+  WEAK_PASSWORD: fail('WEAK_PASSWORD', 'Password too short: at least 8 bytes'),
+  UNACCEPTABLE_PASSWORD: fail('UNACCEPTABLE_PASSWORD', 'Password too long: at most 300 bytes'),
+  INVALID_CODE: fail('INVALID_CODE', 'Nothing to verify: accounts are verified when registered'),
 } as const;
 
 export const FAIL_CODES: readonly FailSpec[] = Object.values(FAIL);

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { IrcMessage } from '@parley/protocol';
+import type { SaslExchange } from '../accounts/sasl.js';
 import { Cap } from './caps.js';
 import type { Responder } from './reply.js';
 import type { LocalRoom } from './room.js';
@@ -47,6 +49,17 @@ export class Session implements Responder {
    */
   claimed = false;
   readonly rooms = new Map<string, LocalRoom>();
+  /** the account this connection is logged in to (its display form), null when not */
+  account: string | null = null;
+  /**
+   * Random and unique in the cluster, never reused: a guest's direct conversations are keyed by
+   * it (accounts/identity.ts), so they end with the connection.
+   */
+  readonly conn = randomBytes(12).toString('base64url');
+  /** an AUTHENTICATE exchange in progress */
+  sasl: SaslExchange | null = null;
+  /** the grace timer of a registered nick this session holds without its account (one at most) */
+  nickGrace: { nickKey: string; timer: NodeJS.Timeout } | null = null;
   readonly connectedAt = Date.now();
   lastActivity = Date.now();
   pingSent = false;

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
+import type { AccountService } from '../accounts/service.js';
 import type { ClusterConfig } from '../config.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
 import type { ClusterBus } from './bus.js';
-import { topics, type DirectEnvelope, type UserEventEnvelope } from './envelope.js';
+import { Cap } from './caps.js';
+import { topics, type DirectEnvelope, type KillEnvelope, type UserEventEnvelope } from './envelope.js';
 import { lower } from './names.js';
 import { Outgoing } from './outgoing.js';
 import { eventLine, type Rooms } from './rooms.js';
@@ -19,7 +21,13 @@ export interface UsersOptions {
   metrics: Metrics;
   log: Logger;
   config: () => ClusterConfig;
+  accounts: AccountService;
+  /** closes a local session from the server side (GHOST) */
+  drop: (s: Session, reason: string) => void;
 }
+
+/** The pseudo-user whose notices tell about nick reservation (accounts/nickserv.ts answers it). */
+export const NICKSERV_SOURCE = 'NickServ!NickServ@services.parley';
 
 /**
  * The users of this instance and their place in the cluster: nick claims and renames (with the
@@ -63,7 +71,7 @@ export class Users {
     try {
       ok = await this.o.state.claimNick({
         nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.o.instanceId,
-        server: this.o.serverName, away: null, signon: Date.now(),
+        server: this.o.serverName, away: null, signon: Date.now(), account: s.account, conn: s.conn,
       });
     } catch (err) {
       this.o.bus.release(topic);
@@ -122,6 +130,8 @@ export class Users {
 
   /** The connection is gone: leave the local rooms now, release the nick after the command in flight. */
   disconnected(s: Session, reason: string): void {
+    this.clearGrace(s);
+    s.sasl = null;
     if (s.registered && this.byNick.get(s.nickKey) === s) {
       this.byNick.delete(s.nickKey);
       this.o.metrics.users.dec();
@@ -165,7 +175,7 @@ export class Users {
   }
 
   remoteUserEvent(env: UserEventEnvelope): void {
-    this.deliverUserEvent(env.rooms, new Outgoing(env.l, env.ms, env.t, env.i, ''));
+    this.deliverUserEvent(env.rooms, new Outgoing(env.l, env.ms, env.t, env.i, ''), undefined, env.c ?? 0);
   }
 
   /** A direct message another instance stored for a local user. */
@@ -176,8 +186,8 @@ export class Users {
     this.o.rooms.countDeliveries(1);
   }
 
-  /** To every local member of `roomKeys` once, except `skip`. */
-  private deliverUserEvent(roomKeys: string[], out: Outgoing, skip?: Session): void {
+  /** To every local member of `roomKeys` once, except `skip`, that negotiated the caps `need`. */
+  private deliverUserEvent(roomKeys: string[], out: Outgoing, skip?: Session, need = 0): void {
     const seen = new Set<Session>();
     if (skip) seen.add(skip);
     for (const key of roomKeys) {
@@ -186,9 +196,102 @@ export class Users {
       for (const m of room.members) {
         if (seen.has(m)) continue;
         seen.add(m);
-        m.write(out.lineFor(m.caps));
+        if ((m.caps & need) === need) m.write(out.lineFor(m.caps));
       }
     }
+  }
+
+  // ---- accounts ----------------------------------------------------------------------------
+
+  /**
+   * Logs `s` in to `account` (null: out): the session, the cluster's user info (WHOIS 330, the
+   * DM identity others see), `ACCOUNT` to the members of its channels that negotiated
+   * account-notify on every instance, and the nick reservation checked again. The caller sends
+   * 900/901.
+   */
+  async setAccount(s: Session, account: string | null): Promise<void> {
+    s.account = account;
+    if (!s.registered || s.closed) return;
+    await this.o.state.setAccount(s.nick, account);
+    const roomKeys = [...s.rooms.keys()];
+    const out = eventLine(`:${s.source} ACCOUNT ${account ?? '*'}`);
+    this.deliverUserEvent(roomKeys, out, s, Cap.AccountNotify);
+    if (roomKeys.length > 0) {
+      const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest, c: Cap.AccountNotify };
+      this.o.bus.publish(topics.all, env);
+    }
+    this.checkReservation(s);
+  }
+
+  /**
+   * A registered nick held by a session not logged in to its account: NickServ says so, and
+   * after `accounts.nickGraceSeconds` the session is renamed to a guest nick unless it logged in
+   * or changed nick meanwhile. One timer per session: a new check replaces the old one. Never
+   * rejects (a failed account lookup leaves the nick alone).
+   */
+  checkReservation(s: Session): void {
+    if (!s.registered || s.closed) return;
+    const key = s.nickKey;
+    if (s.account && s.account.toLowerCase() === key) {
+      this.clearGrace(s);
+      return;
+    }
+    if (s.nickGrace?.nickKey === key) return;
+    this.clearGrace(s);
+    this.o.accounts.get(s.nick).then(
+      (rec) => {
+        if (!rec || s.closed || s.nickKey !== key || s.nickGrace?.nickKey === key) return;
+        if (s.account && s.account.toLowerCase() === key) return;
+        const secs = this.o.config().accounts.nickGraceSeconds;
+        s.write(`:${NICKSERV_SOURCE} NOTICE ${s.nick} :This nickname is registered. Identify with /msg NickServ IDENTIFY <password> within ${secs} seconds or your nick will be changed.`);
+        const timer = setTimeout(() => this.graceOver(s, key), secs * 1000);
+        timer.unref();
+        s.nickGrace = { nickKey: key, timer };
+      },
+      (err: Error) => this.o.log.warn({ err: err.message, nick: s.nick }, 'nick reservation check failed'),
+    );
+  }
+
+  private clearGrace(s: Session): void {
+    if (!s.nickGrace) return;
+    clearTimeout(s.nickGrace.timer);
+    s.nickGrace = null;
+  }
+
+  /** The grace period ended: rename to `Guest<digits>`, after the command the session has in flight. */
+  private graceOver(s: Session, key: string): void {
+    if (s.nickGrace?.nickKey !== key) return;
+    s.nickGrace = null;
+    const rename = async (): Promise<void> => {
+      if (s.current) await s.current;
+      if (s.closed || s.nickKey !== key || (s.account && s.account.toLowerCase() === key)) return;
+      const len = Math.min(6, this.o.config().limits.nickLen - 5);
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const guest = `Guest${String(Math.floor(Math.random() * 10 ** len)).padStart(len, '0')}`;
+        if (await this.rename(s, guest, s)) {
+          s.write(`:${NICKSERV_SOURCE} NOTICE ${s.nick} :Your nick was changed: ${key} is registered to another account.`);
+          return;
+        }
+      }
+      this.o.log.warn({ nick: s.nick }, 'no guest nick was free for a reserved nick');
+    };
+    rename().catch((err: Error) => this.o.log.warn({ err: err.message, nick: s.nick }, 'renaming a reserved nick failed'));
+  }
+
+  /** Closes the session holding `nickKey`, on whichever instance holds it (NickServ GHOST). */
+  kill(nickKey: string, reason: string): void {
+    const local = this.byNick.get(nickKey);
+    if (local) {
+      this.o.drop(local, reason);
+      return;
+    }
+    const env: KillEnvelope = { k: 'k', o: '', to: nickKey, l: reason };
+    this.o.bus.publish(topics.nick(nickKey), env);
+  }
+
+  remoteKill(env: KillEnvelope): void {
+    const s = this.byNick.get(env.to);
+    if (s) this.o.drop(s, env.l);
   }
 
   // ---- cluster membership ------------------------------------------------------------------
@@ -270,7 +373,7 @@ export class Users {
     for (let attempt = 0; attempt < 3; attempt++) {
       const claimed = await this.o.state.claimNick({
         nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.o.instanceId,
-        server: this.o.serverName, away: s.away, signon: s.connectedAt,
+        server: this.o.serverName, away: s.away, signon: s.connectedAt, account: s.account, conn: s.conn,
       });
       if (claimed) return true;
       const holder = await this.o.state.getUser(s.nick);

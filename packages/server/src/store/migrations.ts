@@ -24,6 +24,7 @@ export interface Migration {
  *   after a batch's outcome was lost, the instance inserts an `aborted` row with the same id, which
  *   either conflicts (the batch committed) or makes sure it never will. Rows are pruned after an
  *   hour (`created_at`).
+ * - `accounts(name_key)` holds the accounts pinned to this shard (see accounts/store-pg.ts).
  */
 export const migrations: readonly Migration[] = [
   {
@@ -76,6 +77,24 @@ export const migrations: readonly Migration[] = [
       create constraint trigger batches_commit_deadline after insert on batches
         deferrable initially deferred
         for each row execute function parley_commit_deadline();
+    `,
+  },
+  {
+    version: 3,
+    name: 'accounts',
+    // One row per account, on the shard its name is pinned to (`acct:<name>`, accounts/store-pg.ts);
+    // the table exists on every shard. Passwords only as an scrypt hash and SCRAM-SHA-256 keys.
+    sql: `
+      create table accounts (
+        name_key         text primary key,
+        name             text not null,
+        password         text not null,
+        scram_salt       text not null,
+        scram_iterations integer not null,
+        scram_stored_key text not null,
+        scram_server_key text not null,
+        created_at       timestamptz not null default now()
+      );
     `,
   },
 ];

@@ -2,7 +2,8 @@ import { parseMsgid, parseServerTime, roomTag, type IrcMessage } from '@parley/p
 import type { Selector, StoredMessage } from '../../store/store.js';
 import { Cap } from '../caps.js';
 import type { CommandContext, Handler } from '../context.js';
-import { dmRoom, isChannel, lower, otherNick, validChannel, validNick } from '../names.js';
+import { accountOfIdentity, connOfIdentity, dmKey, identityOf, identityOfUser, otherSide } from '../../accounts/identity.js';
+import { isChannel, lower, validChannel, validNick } from '../names.js';
 import { FAIL } from '../replies.js';
 import type { Responder } from '../reply.js';
 import { batchId } from '../reply.js';
@@ -53,10 +54,11 @@ async function query(ctx: CommandContext, s: Session, msg: IrcMessage, r: Respon
   const target = msg.params[1] ?? '';
   if (!target) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, [sub], 'No target given');
   const channel = isChannel(target);
-  const room = channel ? lower(target) : dmRoom(s.nick, target);
   if (channel ? !validChannel(ctx.config.limits, target) : !validNick(ctx.config.limits, target)) {
     return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_TARGET, [sub, target]);
   }
+  // A nick with no conversation of this reader's identity reads as empty (a room with no messages).
+  const room = channel ? lower(target) : ((await dmRoomOf(ctx, s, target)) ?? dmKey(identityOf(s, s.conn), '-'));
   // A channel's history is for its members (JOIN first, then fill the gap).
   if (channel && !s.rooms.has(room)) return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_TARGET, [sub, target], 'You are not on that channel');
   const nsel = sub === 'BETWEEN' ? 2 : 1;
@@ -92,6 +94,40 @@ async function query(ctx: CommandContext, s: Session, msg: IrcMessage, r: Respon
   if (batched) r.send(`:${ctx.serverName} BATCH -${id}`);
 }
 
+/**
+ * The DM room of `s` with whoever `nick` names now: the user holding it (their account, or their
+ * connection if a guest), else the account of that name; null when neither exists. So a reader
+ * only ever reaches rooms keyed by its own identity, whatever nick it uses.
+ */
+async function dmRoomOf(ctx: CommandContext, s: Session, nick: string): Promise<string | null> {
+  const me = identityOf(s, s.conn);
+  const local = ctx.users.get(lower(nick));
+  if (local) return dmKey(me, identityOf(local, local.conn));
+  const u = await ctx.state.getUser(nick);
+  if (u) return dmKey(me, identityOfUser(u));
+  const acct = await ctx.accounts.get(nick);
+  return acct ? dmKey(me, `a.${lower(acct.name)}`) : null;
+}
+
+/**
+ * The name TARGETS shows for a DM room, one that CHATHISTORY resolves back to the same room: an
+ * account's name; a guest's current nick while that connection is online (found from the nicks of
+ * the room's newest message), else null (the guest is gone: nothing can reach the room).
+ */
+async function dmPartnerName(ctx: CommandContext, room: string, me: string, shown: string): Promise<string | null> {
+  const other = otherSide(room, me);
+  if (other === null) return null;
+  const account = accountOfIdentity(other);
+  if (account !== null) return lower(shown) === account ? shown : account;
+  const conn = connOfIdentity(other);
+  const [last] = await ctx.history.latest(room, null, 1);
+  if (!conn || !last) return null;
+  const candidates = [last.target, last.source.split('!')[0] ?? ''];
+  const users = await ctx.state.getUsers(candidates);
+  const holder = users.find((u) => u && !u.account && u.conn === conn);
+  return holder ? holder.nick : null;
+}
+
 async function targets(ctx: CommandContext, s: Session, msg: IrcMessage, r: Responder, max: number): Promise<void> {
   const a = parseServerTime((msg.params[1] ?? '').replace(/^timestamp=/, ''));
   const b = parseServerTime((msg.params[2] ?? '').replace(/^timestamp=/, ''));
@@ -99,15 +135,18 @@ async function targets(ctx: CommandContext, s: Session, msg: IrcMessage, r: Resp
   if (a === null || b === null || !Number.isInteger(limit) || limit < 1) {
     return ctx.fail(r, 'CHATHISTORY', FAIL.INVALID_PARAMS, ['TARGETS'], 'Expected: TARGETS timestamp=A timestamp=B limit');
   }
-  const acts = await ctx.history.targets([...s.rooms.keys()], s.nickKey, Math.min(a, b), Math.max(a, b), Math.min(limit, max));
+  const me = identityOf(s, s.conn);
+  const found = await ctx.history.targets([...s.rooms.keys()], me, Math.min(a, b), Math.max(a, b), Math.min(limit, max));
+  const names = await Promise.all(found.map((t) => (t.room.startsWith('dm:') ? dmPartnerName(ctx, t.room, me, t.target) : s.rooms.get(t.room)?.name ?? t.target)));
   const id = batchId();
   const batched = s.has(Cap.Batch);
   if (batched) {
     r.markSingleBatch();
     r.send(`:${ctx.serverName} BATCH +${id} draft/chathistory-targets`);
   }
-  for (const t of acts) {
-    const name = t.room.startsWith('dm:') ? otherNick(t.room, s.nickKey) : (s.rooms.get(t.room)?.name ?? t.target);
+  for (const [i, t] of found.entries()) {
+    const name = names[i];
+    if (!name) continue;
     r.send(`${batched ? `@batch=${id} ` : ''}:${ctx.serverName} CHATHISTORY TARGETS ${name} ${new Date(t.latest).toISOString()}`);
   }
   if (batched) r.send(`:${ctx.serverName} BATCH -${id}`);

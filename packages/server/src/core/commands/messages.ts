@@ -1,4 +1,6 @@
 import { serializeTags } from '@parley/protocol';
+import { nickserv } from '../../accounts/nickserv.js';
+import { isServiceNick } from '../../accounts/service.js';
 import { Cap } from '../caps.js';
 import type { Handler } from '../context.js';
 import type { Post } from '../messaging.js';
@@ -32,6 +34,8 @@ export const privmsg: Handler = (ctx, s, msg, r) => {
     if (!notice) ctx.num(s, r, ERR.TOOMANYTARGETS, target);
     return;
   }
+  // NickServ is answered here: never stored nor relayed (a NOTICE to it gets no answer).
+  if (isServiceNick(target)) return notice ? undefined : nickserv(ctx, s, text, r);
   (notice ? ctx.metrics.noticeIn : ctx.metrics.privmsgIn).inc();
   ctx.stats.messagesIn++;
   const tags = s.has(Cap.MessageTags) ? clientTags(msg.tags) : null;

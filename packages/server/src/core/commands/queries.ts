@@ -49,6 +49,7 @@ export const whois: Handler = async (ctx, s, msg, r) => {
     if (parts.length) ctx.num(s, r, RPL.WHOISCHANNELS, u.nick, parts.join(' '));
   }
   ctx.num(s, r, RPL.WHOISSERVER, u.nick, u.server);
+  if (u.account) ctx.num(s, r, RPL.WHOISACCOUNT, u.nick, u.account);
   if (u.away !== null) ctx.num(s, r, RPL.AWAY, u.nick, u.away);
   ctx.num(s, r, RPL.WHOISIDLE, u.nick, '0', String(Math.floor(u.signon / 1000)));
   ctx.num(s, r, RPL.ENDOFWHOIS, u.nick);

@@ -1,5 +1,6 @@
 import type { IrcMessage } from '@parley/protocol';
-import { CAP_BITS, CAP_LS } from '../caps.js';
+import { isServiceNick } from '../../accounts/service.js';
+import { CAP_BITS, CAP_LS, CAP_LS_302 } from '../caps.js';
 import type { CommandContext, Handler } from '../context.js';
 import { validNick } from '../names.js';
 import { ERR, FAIL, RPL, numericLine } from '../replies.js';
@@ -10,10 +11,12 @@ export const cap: Handler = (ctx, s, msg, r) => {
   const sub = (msg.params[0] ?? '').toUpperCase();
   const target = s.registered ? s.nick : '*';
   switch (sub) {
-    case 'LS':
+    case 'LS': {
       if (!s.registered) s.capNegotiating = true;
-      r.send(`:${ctx.serverName} CAP ${target} LS :${CAP_LS}`);
+      const v302 = Number(msg.params[1] ?? '0') >= 302;
+      r.send(`:${ctx.serverName} CAP ${target} LS :${v302 ? CAP_LS_302 : CAP_LS}`);
       return;
+    }
     case 'LIST': {
       const on = [...CAP_BITS].filter(([, bit]) => s.has(bit)).map(([name]) => name);
       r.send(`:${ctx.serverName} CAP ${target} LIST :${on.join(' ')}`);
@@ -41,6 +44,11 @@ export const cap: Handler = (ctx, s, msg, r) => {
     case 'END':
       if (s.registered) return;
       s.capNegotiating = false;
+      if (s.sasl) {
+        // Registration does not wait for an unfinished SASL exchange: it is over.
+        s.sasl = null;
+        ctx.num(s, r, ERR.SASLABORTED);
+      }
       return tryRegister(ctx, s, r);
     default:
       ctx.num(s, r, ERR.INVALIDCAPCMD, sub || '*');
@@ -56,13 +64,15 @@ export const pass: Handler = (ctx, s, msg, r) => {
 export const nick: Handler = async (ctx, s, msg, r) => {
   const wanted = msg.params[0] ?? '';
   if (!wanted) return ctx.num(s, r, ERR.NONICKNAMEGIVEN);
-  if (!validNick(ctx.config.limits, wanted)) return ctx.num(s, r, ERR.ERRONEUSNICKNAME, wanted);
+  // A service's nick (NickServ) is the server's own pseudo-user.
+  if (!validNick(ctx.config.limits, wanted) || isServiceNick(wanted)) return ctx.num(s, r, ERR.ERRONEUSNICKNAME, wanted);
   if (!s.registered) {
     s.nick = wanted;
     return tryRegister(ctx, s, r);
   }
   if (wanted === s.nick) return;
-  if (!(await ctx.users.rename(s, wanted, r))) ctx.num(s, r, ERR.NICKNAMEINUSE, wanted);
+  if (!(await ctx.users.rename(s, wanted, r))) return ctx.num(s, r, ERR.NICKNAMEINUSE, wanted);
+  ctx.users.checkReservation(s);
 };
 
 export const user: Handler = (ctx, s, msg, r) => {
@@ -98,7 +108,9 @@ async function tryRegister(ctx: CommandContext, s: Session, r: Responder): Promi
     s.nick = '*';
     return ctx.num(s, r, ERR.NICKNAMEINUSE, taken);
   }
-  if (s.registered) welcome(ctx, s, r);
+  if (!s.registered) return;
+  welcome(ctx, s, r);
+  ctx.users.checkReservation(s);
 }
 
 function isupport(ctx: CommandContext): string[] {

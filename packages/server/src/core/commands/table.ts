@@ -1,4 +1,5 @@
 import type { CommandSpec, CommandTable, Handler } from '../context.js';
+import { authenticate, register, verify } from './accounts.js';
 import { join, kick, list, mode, names, part, topic } from './channels.js';
 import { chathistory, historyCost } from './history.js';
 import { privmsg } from './messages.js';
@@ -27,6 +28,10 @@ export const COMMANDS: CommandTable = new Map<string, CommandSpec>([
   ['PONG', cmd(pong, { preRegistration: true })],
   ['QUIT', cmd(quit, { preRegistration: true, barrier: true })],
   ['MOTD', cmd(motd)],
+  // accounts (SASL, draft/account-registration)
+  ['AUTHENTICATE', cmd(authenticate, { preRegistration: true, minParams: 1 })],
+  ['REGISTER', cmd(register, { preRegistration: true, minParams: 3 })],
+  ['VERIFY', cmd(verify, { preRegistration: true, minParams: 2 })],
   // channels
   ['JOIN', cmd(join, { minParams: 1 })],
   ['PART', cmd(part, { minParams: 1 })],
