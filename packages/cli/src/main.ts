@@ -32,6 +32,10 @@ program
   .option('--lease-seconds <n>', 'registry lease: how fast a dead instance is noticed', intArg('--lease-seconds'), env.PARLEY_LEASE_SECONDS ? Number(env.PARLEY_LEASE_SECONDS) : undefined)
   .option('--etcd-timeout-seconds <n>', 'how long to wait for etcd at start', intArg('--etcd-timeout-seconds'), env.PARLEY_ETCD_TIMEOUT_SECONDS ? Number(env.PARLEY_ETCD_TIMEOUT_SECONDS) : undefined)
   .option('--admin-token-file <path>', 'file with the token the HTTP API write routes require (none: writes answer 403)', env.PARLEY_ADMIN_TOKEN_FILE)
+  .option('--redis-password-file <path>', 'file with the Redis password of the user in --redis (redis://USER@host:port)', env.PARLEY_REDIS_PASSWORD_FILE)
+  .option('--pg-password-file <path>', "file with the PostgreSQL password of the user in the shards' URLs", env.PARLEY_PG_PASSWORD_FILE)
+  .option('--etcd-user <name>', 'etcd user (with --etcd-password-file)', env.PARLEY_ETCD_USER)
+  .option('--etcd-password-file <path>', "file with the etcd user's password (none: etcd without authentication)", env.PARLEY_ETCD_PASSWORD_FILE)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
   .action(async (o: Record<string, unknown>) => {
     // List options: the command line replaces the environment rather than adding to it.

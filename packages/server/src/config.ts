@@ -45,6 +45,17 @@ export const InstanceOptionsSchema = z
      * Bearer <token>`), read once at start; without it every write route answers 403
      */
     adminTokenFile: z.string().min(1).optional(),
+    /**
+     * file holding the Redis password (its first line), for the user named in the `--redis` URL
+     * (`redis://parley@host:port`; none: Redis's `default` user); read once at start
+     */
+    redisPasswordFile: z.string().min(1).optional(),
+    /** file holding the PostgreSQL password of the user named in each shard's URL; read once at start */
+    pgPasswordFile: z.string().min(1).optional(),
+    /** etcd user, when `etcdPasswordFile` is given */
+    etcdUser: z.string().min(1).default('parley'),
+    /** file holding the etcd password of `etcdUser` (none: etcd without authentication); read once at start */
+    etcdPasswordFile: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { redactUrl } from '../secrets.js';
 import type { Logger } from 'pino';
 import { BrokerDownError, type Broker, type BrokerHandler } from './broker.js';
 
@@ -131,7 +132,7 @@ export class RedisBroker implements Broker {
       // connect() rejects on the first failure but ioredis would go on reconnecting: stop it.
       this.pub.disconnect();
       this.sub.disconnect();
-      throw new BrokerDownError(`cannot reach Redis at ${this.url}: ${(err as Error).message}`);
+      throw new BrokerDownError(`cannot reach Redis at ${redactUrl(this.url)}: ${(err as Error).message}`);
     }
     if (this.phase !== 'starting') return; // closed meanwhile
     this.phase = 'started';

@@ -1,7 +1,7 @@
 import type { Etcd3, Lease, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { etcdKeys, readInstances, withTimeout, type EtcdKeys, type InstanceRecord } from '@parley/contracts';
-import { createEtcdClient } from './etcd-client.js';
+import { createEtcdClient, type EtcdAuth } from './etcd-client.js';
 import { type ClusterConfig, defaultClusterConfig, parseClusterConfig } from '../config.js';
 
 /** What an instance publishes about itself: `InstanceRecordSchema` in @parley/contracts. */
@@ -43,8 +43,9 @@ export class EtcdRegistry {
     private readonly leaseSeconds: number,
     private readonly events: RegistryEvents,
     private readonly log: Logger,
+    auth?: EtcdAuth,
   ) {
-    this.client = createEtcdClient(endpoints);
+    this.client = createEtcdClient(endpoints, auth);
     this.keys = etcdKeys(prefix);
   }
 

@@ -26,6 +26,7 @@ import type {
   StoredMessage,
   TargetActivity,
 } from './store.js';
+import { urlWithPassword } from '../secrets.js';
 
 export type { Pending } from './committer.js';
 export type { BatchListener, StoreEvents, StoreLogger } from './events.js';
@@ -56,6 +57,11 @@ export interface PgShardOptions {
    * one), asked each time the read pool opens from nothing; default `info.poolSize`.
    */
   poolSize?: () => number;
+  /**
+   * The password of the user in the shard's URL, when the URL has none (the shard map in etcd
+   * never carries one): added to the connection string of every connection, nowhere else.
+   */
+  password?: string;
 }
 
 /** Rows of `batches` older than this are deleted: a lost batch is settled long before. */
@@ -72,6 +78,8 @@ const MIGRATION_STEP_MS = 60_000;
  */
 export class PgShard {
   readonly info: ShardInfo;
+  /** the URL connections are made with (with the password); never logged */
+  private readonly connectUrl: string;
   private readPool: pg.Pool | null = null;
   private readonly committer: GroupCommitter;
   private readonly logger: StoreLogger | undefined;
@@ -87,6 +95,7 @@ export class PgShard {
 
   constructor(opts: PgShardOptions) {
     this.info = opts.info;
+    this.connectUrl = urlWithPassword(opts.info.url, opts.password);
     this.logger = opts.logger;
     this.readTimeoutMs = opts.readTimeoutMs ?? 5000;
     this.idleMs = opts.idleMs ?? 60_000;
@@ -94,7 +103,7 @@ export class PgShard {
     this.events = opts.events;
     this.committer = new GroupCommitter({
       shard: opts.info.id,
-      url: opts.info.url,
+      url: this.connectUrl,
       idleMs: this.idleMs,
       ensureSchema: () => this.start(),
       onIdleClosed: () => this.maybeIdle(),
@@ -118,7 +127,7 @@ export class PgShard {
       return this.readPool;
     }
     const pool = new pg.Pool({
-      connectionString: this.info.url,
+      connectionString: this.connectUrl,
       max: this.readers(),
       statement_timeout: this.readTimeoutMs,
       query_timeout: this.readTimeoutMs,
@@ -169,7 +178,7 @@ export class PgShard {
   start(): Promise<void> {
     if (!this.migrated) {
       const pool = new pg.Pool({
-        connectionString: this.info.url,
+        connectionString: this.connectUrl,
         max: 1,
         connectionTimeoutMillis: this.readTimeoutMs,
         query_timeout: MIGRATION_STEP_MS,

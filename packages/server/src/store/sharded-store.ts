@@ -48,6 +48,8 @@ export interface ShardedStoreOptions {
    * the directory already defaults to the instance's `--pg-pool-size`.
    */
   classPoolSize?: (shard: ShardInfo) => number | undefined;
+  /** the password of the user in the shards' URLs (`--pg-password-file`), for URLs without one */
+  password?: string;
 }
 
 /** Connections an instance holds to its shards, for tests and operators. */
