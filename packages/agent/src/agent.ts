@@ -12,9 +12,10 @@
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
-import pg from 'pg';
+import path from 'node:path';
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { startEtcd } from './etcd.js';
+import { ensureEtcdAuth } from './etcd-auth.js';
 import { FrontDoorController } from './frontdoor.js';
 import { startHaproxy } from './haproxy.js';
 import { describeZodError, withTimeout, etcdKeys, parseInstanceRecord, putShardEntry, QosClassSchema, ShardEntryError, type EtcdKeys, type PostgresSettings } from '@parley/contracts';
@@ -22,11 +23,28 @@ import { etcdEndpoints, emptyPlan, HostFileSchema, parsePlan, type HostFile, typ
 import { freePort, looksLikeAddrInUse } from './ports.js';
 import { pgRunAs } from './postgres.js';
 import { runningProcesses, spawnManaged, type ExitInfo, type ManagedProcess } from './proc.js';
-import { checkNoPostmaster, createShardDataDir, initShardTemplate, Limiter, renderShardConf, startShardProcess, templateHasDatabase, writeShardConf } from './shards.js';
-import { startRedis } from './redis.js';
+import {
+  checkNoPostmaster,
+  createShardDataDir,
+  ensureShardRole,
+  initShardTemplate,
+  Limiter,
+  renderShardConf,
+  SHARD_ROLE,
+  shardRoleCurrent,
+  startShardProcess,
+  superuserClient,
+  templateHasDatabase,
+  writeShardConf,
+  writeShardHba,
+  type ShardSocket,
+} from './shards.js';
+import { labAclUsers, startRedis } from './redis.js';
+import { ensureSecrets, LAB_USERS, readSecret, readSecretFile, type SecretName } from './secrets.js';
 import {
   initStateDir,
   liveAgent,
+  lockDir,
   procStartTicks,
   readJsonFile,
   statePaths,
@@ -91,12 +109,19 @@ export class Agent {
 
   /** Starts and returns once the agent runs; `done` resolves after stop(). */
   async start(): Promise<void> {
+    // Whatever the agent and its children create (status, AOF, etcd's files, configs) is the owner's
+    // only; the few directories PostgreSQL must pass through get their modes explicitly (lockDir).
+    process.umask(0o077);
     await initStateDir(this.paths.root);
+    await lockDir(this.paths.haproxyDir);
     const raw = await readJsonFile(this.paths.hostFile);
     if (raw === undefined) throw new AgentError(`no host file ${this.paths.hostFile}: run \`parley up\` (or write it) first`);
     const hf = HostFileSchema.safeParse(raw);
     if (!hf.success) throw new StateDirError(`${this.paths.hostFile} is invalid: ${describeZodError(hf.error)}`);
     this.host = hf.data;
+    // Every managed backend gets credentials; made here too, for an agent started without `up`.
+    const made = await ensureSecrets(this.paths.root);
+    if (made.length > 0) this.log(`made secrets: ${made.join(', ')} (in ${this.paths.secrets}, mode 0600)`);
     this.ports = ((await readJsonFile(this.paths.portsFile).catch(() => undefined)) ?? {}) as Record<string, number>;
     await this.takePidFile();
     this.log(`agent ${process.pid} for host ${this.host.host}, state ${this.paths.root}, etcd ${etcdEndpoints(this.host).join(',')}`);
@@ -139,7 +164,21 @@ export class Agent {
    */
   private async connectEtcd(): Promise<void> {
     if (this.host.etcd.managed) await this.sup.when(() => this.sup.isRunning('etcd') || this.stopping !== undefined);
-    this.client = new Etcd3({ hosts: etcdEndpoints(this.host), dialTimeout: 2_000 });
+    const auth = this.host.etcdAuth;
+    this.client = new Etcd3({
+      hosts: etcdEndpoints(this.host),
+      dialTimeout: 2_000,
+      ...(auth ? { auth: { username: auth.user, password: readSecretFile(auth.passwordFile, 'etcd password') } } : {}),
+    });
+  }
+
+  private secret(name: SecretName): string {
+    return readSecret(this.paths.root, name);
+  }
+
+  /** etcd with authentication: the host file names the agent's etcd user (`parley up` writes it). */
+  private get etcdAuthOn(): boolean {
+    return this.host.etcdAuth !== undefined;
   }
 
   private async watchPlan(): Promise<void> {
@@ -215,7 +254,8 @@ export class Agent {
     const p = this.plan;
     const redisPort = p.redis ? await this.pickPort('redis', p.redis.port) : 0;
     if (p.redis) specs.push(this.redisSpec(redisPort));
-    const redisUrl = p.redis ? `redis://127.0.0.1:${redisPort}` : p.redisUrl;
+    // The user goes in the URL, the password in a file the instance reads (--redis-password-file).
+    const redisUrl = p.redis ? `redis://${LAB_USERS.redisInstance}@127.0.0.1:${redisPort}` : p.redisUrl;
     for (const s of p.shards) specs.push(this.shardSpec(s, await this.pickPort(`pg${s.id}`, s.port)));
     if (p.frontDoor) {
       const irc = await this.pickPort('frontdoor.irc', p.frontDoor.ircPort);
@@ -274,6 +314,18 @@ export class Agent {
       log: this.paths.log('etcd'),
       start: async () => {
         const h = await startEtcd({ dataDir: this.paths.etcdData, clientPort: e.clientPort, peerPort: e.peerPort, logFile: this.paths.log('etcd') });
+        if (this.etcdAuthOn) {
+          try {
+            await ensureEtcdAuth({
+              endpoints: [h.endpoint], prefix: this.prefix, log: this.log,
+              rootPassword: readSecretFile(this.host.etcdAuth!.passwordFile, 'etcd root password'),
+              instancePassword: this.secret('etcd-parley'),
+            });
+          } catch (err) {
+            await h.stop();
+            throw err;
+          }
+        }
         return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { client: e.clientPort, peer: e.peerPort }, info: { endpoint: h.endpoint } };
       },
     };
@@ -290,7 +342,12 @@ export class Agent {
       start: async () => {
         try {
           const settings: Record<string, string> = r.persist ? { appendonly: 'yes', appendfsync: 'everysec' } : {};
-          const h = await startRedis({ dir: this.paths.redisDir, port, logFile: this.paths.log('redis'), settings });
+          const admin = this.secret('redis-admin');
+          const h = await startRedis({
+            dir: this.paths.redisDir, port, logFile: this.paths.log('redis'), settings,
+            aclUsers: labAclUsers(this.prefix, { admin, parley: this.secret('redis-parley') }),
+            auth: { username: LAB_USERS.redisAdmin, password: admin },
+          });
           return { pid: h.pid, exited: exitedOf(h.pid), stop: () => h.stop(), ports: { redis: port }, info: { url: h.url } };
         } catch (err) {
           this.portTaken(err, ['redis', r.port]);
@@ -311,14 +368,17 @@ export class Agent {
       start: (progress) =>
         this.shardStarts.run(async () => {
           const dataDir = this.paths.pgData(s.id);
+          const rolePassword = this.secret('pg-parley');
           let proc: ManagedProcess;
           try {
             await this.letPostgresIn();
-            const template = await initShardTemplate(this.paths.pgTemplate);
+            const template = await initShardTemplate(this.paths.pgTemplate, { rolePassword });
             await checkNoPostmaster(dataDir);
+            await lockDir(path.dirname(dataDir), { postgres: true });
             await createShardDataDir(template, dataDir);
             progress('created');
             await writeShardConf(dataDir, renderShardConf({ port, socketDir: this.paths.pgSockets, ...(await this.shardClass(s)) }));
+            await writeShardHba(dataDir);
             progress('initialised');
             proc = await startShardProcess({ name, dataDir, port, logFile: this.paths.log(name), timeoutMs: 60_000, onSpawn: () => progress('started') });
           } catch (err) {
@@ -326,8 +386,12 @@ export class Agent {
             throw err;
           }
           try {
-            if (!(await templateHasDatabase(dataDir, s.database))) await ensureDatabase(port, s.database);
-            const url = `postgres://postgres@127.0.0.1:${port}/${s.database}`;
+            const sock: ShardSocket = { socketDir: this.paths.pgSockets, port };
+            const created = !(await templateHasDatabase(dataDir, s.database)) && (await ensureDatabase(sock, s.database));
+            // A copy of a template made before roles (or with another password): brought in line once.
+            if (created || !(await shardRoleCurrent(dataDir, rolePassword))) await ensureShardRole(sock, dataDir, [s.database], rolePassword);
+            // No password in the URL (it is in etcd for every instance to read): instances take it from --pg-password-file.
+            const url = `postgres://${SHARD_ROLE}@127.0.0.1:${port}/${s.database}`;
             if (s.register !== false) await this.registerShard(s, url);
             return {
               pid: proc.pid,
@@ -375,27 +439,18 @@ export class Agent {
   }
 
   /**
-   * PostgreSQL runs as its own user (when we are root) and must be able to enter the state
-   * directory: a directory made with mode 700 (mkdtemp) gets search permission for others. Its
-   * parents are the user's business; startPostgres names the one in the way.
+   * PostgreSQL runs as its own user (when we are root) and must be able to pass through the state
+   * directory to its data and its socket: the directories on the way are 0710 with its group (see
+   * lockDir), closed to everyone else. The socket directory is its own, 0700. The state
+   * directory's parents are the user's business; startPostgres names the one in the way.
    */
   private async letPostgresIn(): Promise<void> {
     if (this.letIn) return;
+    for (const dir of [this.paths.root, this.paths.run, path.dirname(this.paths.pgTemplate)]) await lockDir(dir, { postgres: true });
     await fs.mkdir(this.paths.pgSockets, { recursive: true, mode: 0o700 });
+    await fs.chmod(this.paths.pgSockets, 0o700);
     const who = pgRunAs();
-    if (!who) {
-      this.letIn = true;
-      return;
-    }
-    await fs.chown(this.paths.pgSockets, who.uid, who.gid);
-    for (const dir of [this.paths.root, this.paths.run]) {
-      const st = await fs.stat(dir);
-      const can = st.uid === who.uid ? st.mode & 0o100 : st.gid === who.gid ? st.mode & 0o010 : st.mode & 0o001;
-      if (!can) {
-        await fs.chmod(dir, (st.mode & 0o7777) | 0o001);
-        this.log(`${dir}: added search permission for others, so that PostgreSQL (uid ${who.uid}) can reach its data`);
-      }
-    }
+    if (who) await fs.chown(this.paths.pgSockets, who.uid, who.gid);
     this.letIn = true;
   }
 
@@ -436,6 +491,10 @@ export class Agent {
       ...(i.leaseSeconds !== undefined ? ['--lease-seconds', String(i.leaseSeconds)] : []),
       // The REST API's write token: `parley up` makes the file; without one, writes are refused.
       ...(fsSync.existsSync(this.paths.adminToken) ? ['--admin-token-file', this.paths.adminToken] : []),
+      // Credentials as files (a command line is visible to every local user in `ps`).
+      ...(this.plan.redis ? ['--redis-password-file', this.paths.secret('redis-parley')] : []),
+      ...(this.plan.shards.length > 0 ? ['--pg-password-file', this.paths.secret('pg-parley')] : []),
+      ...(this.host.etcd.managed && this.etcdAuthOn ? ['--etcd-user', LAB_USERS.etcdInstance, '--etcd-password-file', this.paths.secret('etcd-parley')] : []),
     ];
     const [command, ...baseArgs] = this.o.serverCommand;
     return {
@@ -620,13 +679,14 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function ensureDatabase(port: number, name: string): Promise<void> {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5_000 });
-  client.on('error', () => {});
-  await client.connect();
+/** Creates the database unless it exists (as the superuser, over the private socket); resolves to whether it did. */
+async function ensureDatabase(sock: ShardSocket, name: string): Promise<boolean> {
+  const client = await superuserClient(sock);
   try {
     const r = await client.query('select 1 from pg_database where datname = $1', [name]);
-    if (r.rowCount === 0) await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+    if (r.rowCount !== 0) return false;
+    await client.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+    return true;
   } finally {
     await client.end().catch(() => {});
   }

@@ -47,7 +47,9 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdHandle> {
   const ownsDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'parley-etcd-')));
   const forget = ownsDir ? removeOnExit(dataDir) : () => {};
-  await fs.mkdir(dataDir, { recursive: true });
+  // etcd warns about anything but 0700: its data holds every key, users' password hashes included.
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await fs.chmod(dataDir, 0o700);
   const wasEmpty = (await fs.readdir(dataDir)).length === 0;
   const bin = opts.bin ?? process.env.PARLEY_ETCD_BIN ?? 'etcd';
   // One member name for every attempt: the readiness check tells our member from another etcd.

@@ -10,7 +10,9 @@ export {
   type ExitInfo,
 } from './proc.js';
 export { startEtcd, type EtcdOptions, type EtcdHandle } from './etcd.js';
-export { startRedis, redisPing, type RedisOptions, type RedisHandle } from './redis.js';
+export { startRedis, redisPing, redisCommand, labAclUsers, aclPasswordHash, type RedisOptions, type RedisHandle, type RedisAuth } from './redis.js';
+export { ensureSecrets, readSecret, readSecretFile, secretFile, secretsDir, SecretError, SECRET_NAMES, LAB_USERS, type SecretName } from './secrets.js';
+export { ensureEtcdAuth, EtcdAuthError, type EtcdAuthSetup } from './etcd-auth.js';
 export {
   startPostgres,
   initPostgresTemplate,
@@ -48,6 +50,7 @@ export {
   statePaths,
   stateDirKind,
   initStateDir,
+  lockDir,
   runDirFor,
   writeJsonAtomic,
   readJsonFile,
@@ -71,8 +74,11 @@ export { FrontDoorController } from './frontdoor.js';
 export { Agent, AgentError, type AgentOptions } from './agent.js';
 export {
   SHARD_PROFILE,
+  SHARD_ROLE,
   TEMPLATE_MARKER,
   renderShardConf,
+  renderShardHba,
+  superuserClient,
   initShardTemplate,
   createShardDataDir,
   startShardProcess,

@@ -38,6 +38,11 @@ export const HostFileSchema = z
       /** etcd runs elsewhere */
       z.object({ managed: z.literal(false), endpoints: z.array(z.string().url()).min(1) }).strict(),
     ]),
+    /**
+     * How the agent and the CLI log in to etcd: a user and the file with its password (`parley up`
+     * writes `root` and `<state>/secrets/etcd-root`). Absent: etcd without authentication.
+     */
+    etcdAuth: z.object({ user: z.string().min(1), passwordFile: z.string().min(1) }).strict().optional(),
   })
   .strict();
 

@@ -78,7 +78,15 @@ export class ManagedProcess {
     }
 
     let fd: number | undefined;
-    if (opts.logFile !== undefined) fd = fs.openSync(opts.logFile, 'a');
+    if (opts.logFile !== undefined) {
+      // Logs name users, addresses and errors: for the owner only (also a log made by an older release).
+      fd = fs.openSync(opts.logFile, 'a', 0o600);
+      try {
+        fs.fchmodSync(fd, 0o600);
+      } catch {
+        // not ours to change
+      }
+    }
     try {
       this.child = spawn(command, args, {
         cwd: opts.cwd,

@@ -13,6 +13,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { withTimeout, type PostgresSettings } from '@parley/contracts';
 import { chownForPostgres, isPgDataDir, pgBinaries, pgChildEnv, pgRunAs } from './postgres.js';
 import { spawnManaged, type ManagedProcess } from './proc.js';
@@ -57,9 +58,46 @@ export const SHARD_PROFILE: Readonly<Record<string, string | number>> = {
   log_line_prefix: '%m [%p] ',
 };
 
-/** Settings the agent owns whatever the profile or class says (they tie the shard to its place). */
+/**
+ * Settings the agent owns whatever the profile or class says: they tie the shard to its place and
+ * keep it locked (passwords stored as SCRAM verifiers, the socket for its owner only).
+ */
 function placeSettings(port: number, socketDir: string): Record<string, string | number> {
-  return { port, listen_addresses: '127.0.0.1', unix_socket_directories: socketDir };
+  return {
+    port,
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: socketDir,
+    unix_socket_permissions: '0700',
+    password_encryption: 'scram-sha-256',
+  };
+}
+
+/** The role instances log in as: owns the shard's database, nothing else, no superuser. */
+export const SHARD_ROLE = 'parley';
+
+/**
+ * The shard's pg_hba.conf, written at every start (and into the template): the superuser only
+ * over the Unix socket, whose directory and file only the agent's user and PostgreSQL's can enter
+ * (the agent's private socket); over TCP only the `parley` role, with its SCRAM password. Any other
+ * connection finds no line and is refused.
+ */
+export function renderShardHba(): string {
+  return [
+    '# Written by the Parley agent at every start of this shard; edits here are overwritten.',
+    '# TYPE  DATABASE  USER      ADDRESS        METHOD',
+    'local   all       postgres                 trust',
+    `host    all       ${SHARD_ROLE}    127.0.0.1/32   scram-sha-256`,
+    '',
+  ].join('\n');
+}
+
+/** Writes the shard's pg_hba.conf (owned by the PostgreSQL user). */
+export async function writeShardHba(dataDir: string): Promise<void> {
+  const file = path.join(dataDir, 'pg_hba.conf');
+  const tmp = `${file}.tmp`;
+  await fs.writeFile(tmp, renderShardHba(), { mode: 0o600 });
+  await chownForPostgres(tmp);
+  await fs.rename(tmp, file);
 }
 
 export interface ShardConfOptions {
@@ -107,28 +145,43 @@ export const TEMPLATE_MARKER = 'parley-template.json';
 interface TemplateMarker {
   version: 2;
   databases: string[];
+  /** the role instances use, and the SHA-256 of the password it was given (absent: made before roles) */
+  role?: { name: string; passwordSha256: string };
+}
+
+const sha256 = (s: string): string => crypto.createHash('sha256').update(s).digest('hex');
+
+/** A SQL string literal (standard_conforming_strings is on). */
+const sqlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
+const sqlIdent = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+
+export interface ShardTemplateOptions {
+  /** the password of the `parley` role (made in the template, so every copy has it) */
+  rolePassword: string;
 }
 
 const templateJobs = new Map<string, Promise<string>>();
 
 /**
  * Makes `dir` the shard template unless it is one already: initdb (`--no-sync -A trust -U postgres
- * --wal-segsize=1`), then, in single-user mode (no port, no server): the `parley` database created,
- * `template0` dropped (7 MB a copy; nothing in Parley creates databases from it), a checkpoint so
- * that only 2 WAL segments are left, and initdb's 29 kB sample postgresql.conf emptied. Safe to
- * call concurrently: initdb runs in a temp dir renamed into place.
+ * --wal-segsize=1`), then, in single-user mode (no port, no server): the `parley` role (login,
+ * SCRAM password, no other right) made, the `parley` database created and given to it, CONNECT on
+ * the other databases taken from PUBLIC, `template0` dropped (7 MB a copy; nothing in Parley
+ * creates databases from it), a checkpoint so that only 2 WAL segments are left, initdb's 29 kB
+ * sample postgresql.conf emptied and its trust-everyone pg_hba.conf replaced by the shard's. Safe
+ * to call concurrently: initdb runs in a temp dir renamed into place.
  */
-export function initShardTemplate(dir: string): Promise<string> {
+export function initShardTemplate(dir: string, o: ShardTemplateOptions): Promise<string> {
   const abs = path.resolve(dir);
   let job = templateJobs.get(abs);
   if (!job) {
-    job = makeTemplate(abs).finally(() => templateJobs.delete(abs));
+    job = makeTemplate(abs, o).finally(() => templateJobs.delete(abs));
     templateJobs.set(abs, job);
   }
   return job;
 }
 
-async function makeTemplate(dir: string): Promise<string> {
+async function makeTemplate(dir: string, o: ShardTemplateOptions): Promise<string> {
   if (isPgDataDir(dir)) return dir;
   const bins = pgBinaries();
   const who = pgRunAs();
@@ -148,17 +201,26 @@ async function makeTemplate(dir: string): Promise<string> {
     if (who) await fs.chown(tmp, who.uid, who.gid);
     await run(bins.initdb, ['-D', tmp, '--no-sync', '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--wal-segsize=1']);
     // Single-user mode reads one statement per line; each runs in its own transaction.
+    // The password goes through stdin (never a command line) and is stored as a SCRAM verifier.
     const sql = [
-      'CREATE DATABASE parley',
+      `CREATE ROLE ${SHARD_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD ${sqlString(o.rolePassword)}`,
+      `CREATE DATABASE parley OWNER ${SHARD_ROLE}`,
+      'REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC',
+      'REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC',
       "UPDATE pg_database SET datistemplate = false WHERE datname = 'template0'",
       'DROP DATABASE template0',
       'CHECKPOINT',
     ].join('\n');
-    await run(bins.postgres, ['--single', '-D', tmp, '-c', 'fsync=off', '-c', 'min_wal_size=2MB', '-c', 'max_wal_size=4MB', '-c', 'autovacuum=off', 'template1'], `${sql}\n`);
+    await run(bins.postgres, ['--single', '-D', tmp, '-c', 'fsync=off', '-c', 'min_wal_size=2MB', '-c', 'max_wal_size=4MB', '-c', 'autovacuum=off', '-c', 'password_encryption=scram-sha-256', 'template1'], `${sql}\n`);
     // A second checkpoint recycles the segments the first one left behind.
     await run(bins.postgres, ['--single', '-D', tmp, '-c', 'fsync=off', '-c', 'min_wal_size=2MB', '-c', 'max_wal_size=4MB', 'template1'], 'CHECKPOINT\n');
     await fs.writeFile(path.join(tmp, 'postgresql.conf'), '# replaced by the agent at every start\n');
-    const marker: TemplateMarker = { version: 2, databases: ['parley', 'postgres', 'template1'] };
+    await fs.writeFile(path.join(tmp, 'pg_hba.conf'), renderShardHba(), { mode: 0o600 });
+    const marker: TemplateMarker = {
+      version: 2,
+      databases: ['parley', 'postgres', 'template1'],
+      role: { name: SHARD_ROLE, passwordSha256: sha256(o.rolePassword) },
+    };
     await fs.writeFile(path.join(tmp, TEMPLATE_MARKER), `${JSON.stringify(marker)}\n`);
     await chownForPostgres(tmp, true);
     try {
@@ -185,6 +247,81 @@ export async function templateHasDatabase(dataDir: string, database: string): Pr
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether the data directory's `parley` role is known to have `password` (its marker says so): a
+ * copy of a template made before roles existed, or made with another password, is not, and gets
+ * `ensureShardRole` once it runs.
+ */
+export async function shardRoleCurrent(dataDir: string, password: string): Promise<boolean> {
+  const m = await readMarker(dataDir);
+  return m?.role?.name === SHARD_ROLE && m.role.passwordSha256 === sha256(password);
+}
+
+async function readMarker(dataDir: string): Promise<Partial<TemplateMarker> | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(dataDir, TEMPLATE_MARKER), 'utf8')) as Partial<TemplateMarker>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How the agent reaches a shard as its superuser: the private Unix socket. */
+export interface ShardSocket {
+  socketDir: string;
+  port: number;
+}
+
+/** A superuser connection over the shard's private socket (the caller ends it). */
+export async function superuserClient(s: ShardSocket, database = 'postgres'): Promise<pg.Client> {
+  const client = new pg.Client({ host: s.socketDir, port: s.port, user: 'postgres', database, connectionTimeoutMillis: 5_000 });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+/**
+ * Brings a running shard's role in line (a cluster made before roles, or a password file made
+ * again): the `parley` role exists with `password`, owns `databases` and every table, sequence and
+ * function in their `public` schema (made by instances that logged in as the superuser), and
+ * PUBLIC may not connect to the others. Then the marker says so, and later starts skip this.
+ */
+export async function ensureShardRole(s: ShardSocket, dataDir: string, databases: string[], password: string): Promise<void> {
+  const admin = await superuserClient(s);
+  try {
+    await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlString(SHARD_ROLE)}) THEN CREATE ROLE ${sqlIdent(SHARD_ROLE)} LOGIN; END IF; END $$`);
+    await admin.query("SET password_encryption = 'scram-sha-256'");
+    await admin.query(`ALTER ROLE ${sqlIdent(SHARD_ROLE)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD ${sqlString(password)}`);
+    const all = await admin.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn');
+    for (const { datname } of all.rows) {
+      if (!databases.includes(datname)) await admin.query(`REVOKE CONNECT, TEMPORARY ON DATABASE ${sqlIdent(datname)} FROM PUBLIC`);
+    }
+  } finally {
+    await admin.end().catch(() => {});
+  }
+  for (const db of databases) {
+    const c = await superuserClient(s, db);
+    try {
+      await c.query(`ALTER DATABASE ${sqlIdent(db)} OWNER TO ${sqlIdent(SHARD_ROLE)}`);
+      await c.query(`DO $$ DECLARE r record; BEGIN
+        FOR r IN SELECT format('ALTER TABLE public.%I OWNER TO ${SHARD_ROLE}', tablename) AS q FROM pg_tables WHERE schemaname = 'public' AND tableowner <> ${sqlString(SHARD_ROLE)} LOOP EXECUTE r.q; END LOOP;
+        FOR r IN SELECT format('ALTER FUNCTION %s OWNER TO ${SHARD_ROLE}', p.oid::regprocedure) AS q FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' LOOP EXECUTE r.q; END LOOP;
+      END $$`);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+  const m = (await readMarker(dataDir)) ?? {};
+  const marker: TemplateMarker = {
+    version: 2,
+    databases: Array.isArray(m.databases) ? m.databases : [],
+    role: { name: SHARD_ROLE, passwordSha256: sha256(password) },
+  };
+  const file = path.join(dataDir, TEMPLATE_MARKER);
+  await fs.writeFile(`${file}.tmp`, `${JSON.stringify(marker)}\n`);
+  await chownForPostgres(`${file}.tmp`);
+  await fs.rename(`${file}.tmp`, file);
 }
 
 /**

@@ -7,17 +7,24 @@
  *   host.json           the agent's bootstrap (host name, prefix, etcd ports)
  *   ports.json          ports the agent picked for planned processes with port 0, reused on restart
  *   admin-token         the REST API's admin token (mode 0600), passed to every instance as a file
+ *   secrets/            the backends' passwords (0700; files 0600, see secrets.ts)
  *   agent.pid           the running agent's pid
  *   status.json         the agent's status: every process with pid, state, restarts, last exit
  *   logs/<name>.log     one log per process: agent, etcd, redis, pg<N>, haproxy, <instance id>
  *   etcd/ redis/ pg/template/ pg/<N>/data/ haproxy/haproxy.cfg
  *   run/                Unix sockets (PostgreSQL, HAProxy's runtime API); in /tmp if the path is long
+ *
+ * Nothing in it is for other local users: the directory is 0700 (0710 with the PostgreSQL user's
+ * group when the agent runs as root and PostgreSQL as its own user, which must reach its data), and
+ * so are its data and log directories; logs and secrets are 0600.
  */
 import crypto from 'node:crypto';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pgRunAs } from './postgres.js';
+import { secretFile, secretsDir, type SecretName } from './secrets.js';
 import type { UnitKind, UnitSnapshot, UnitState } from './supervisor.js';
 
 export const MARKER_FILE = 'parley-state.json';
@@ -29,6 +36,8 @@ export interface StatePaths {
   hostFile: string;
   portsFile: string;
   adminToken: string;
+  secrets: string;
+  secret(name: SecretName): string;
   pidFile: string;
   statusFile: string;
   logs: string;
@@ -65,6 +74,8 @@ export function statePaths(dir: string): StatePaths {
     hostFile: path.join(root, 'host.json'),
     portsFile: path.join(root, 'ports.json'),
     adminToken: path.join(root, 'admin-token'),
+    secrets: secretsDir(root),
+    secret: (name) => secretFile(root, name),
     pidFile: path.join(root, 'agent.pid'),
     statusFile: path.join(root, 'status.json'),
     logs,
@@ -124,11 +135,30 @@ export async function initStateDir(dir: string): Promise<StatePaths> {
   if (kind === 'legacy') {
     throw new StateDirError(`${p.root} was made by the single-process \`parley up\` of an earlier release; remove it with \`parley clean --state-dir ${dir}\` or choose another --state-dir`);
   }
-  await fs.mkdir(p.logs, { recursive: true });
+  await fs.mkdir(p.logs, { recursive: true, mode: 0o700 });
+  await lockDir(p.root, { postgres: true });
+  await lockDir(p.logs);
   if (kind !== 'parley') {
     await writeJsonAtomic(p.marker, { kind: MARKER_KIND, version: 1, createdAt: new Date().toISOString() });
   }
   return p;
+}
+
+/**
+ * Makes `dir` private: mode 0700, or, with `postgres` when PostgreSQL runs as another user (the
+ * agent is root), 0710 with that user's group, so that it can pass through to its data and socket
+ * directories and nobody else can.
+ */
+export async function lockDir(dir: string, o: { postgres?: boolean } = {}): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await fs.stat(dir);
+  const who = o.postgres ? pgRunAs() : undefined;
+  if (who && st.uid !== who.uid) {
+    if (st.gid !== who.gid) await fs.chown(dir, st.uid, who.gid);
+    if ((st.mode & 0o777) !== 0o710) await fs.chmod(dir, 0o710);
+    return;
+  }
+  if ((st.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
 }
 
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {

@@ -15,6 +15,8 @@ import {
   haproxyStats,
   liveAgent,
   planUnitNames,
+  readSecretFile,
+  SecretError,
   readJsonFile,
   readStatus,
   stateDirKind,
@@ -80,8 +82,23 @@ export async function openLab(dir: string): Promise<Lab> {
   return { paths, host, agentPid: live.pid, status: live.status };
 }
 
+/**
+ * A client of the host's etcd, logged in as the user the host file names (`root` in the lab; its
+ * password is read from the file the host file names, never taken from the command line).
+ */
 export function etcdClient(host: HostFile): Etcd3 {
-  return new Etcd3({ hosts: etcdEndpoints(host), dialTimeout: 2_000 });
+  return new Etcd3({ hosts: etcdEndpoints(host), dialTimeout: 2_000, ...etcdAuthOf(host) });
+}
+
+/** The etcd login of a host file, or nothing (etcd without authentication). */
+export function etcdAuthOf(host: HostFile): { auth?: { username: string; password: string } } {
+  if (!host.etcdAuth) return {};
+  try {
+    return { auth: { username: host.etcdAuth.user, password: readSecretFile(host.etcdAuth.passwordFile, 'etcd password') } };
+  } catch (err) {
+    if (err instanceof SecretError) throw new LabError(err.message);
+    throw err;
+  }
 }
 
 export interface StoredPlan {

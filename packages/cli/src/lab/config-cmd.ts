@@ -21,12 +21,15 @@ import {
   parsePlan,
 } from '@parley/contracts';
 import { etcdEndpoints, stateDirKind, statePaths } from '@parley/agent';
-import { LabError, readHostFile } from './common.js';
+import { LabError, etcdAuthOf, readHostFile } from './common.js';
 
 export interface ConfigCmdOptions {
   etcd?: string[];
   prefix?: string;
   stateDir: string;
+  /** with --etcd: the user and the file with its password (etcd with authentication) */
+  etcdUser?: string;
+  etcdPasswordFile?: string;
 }
 
 const EXPORT_MARKER = '.parley-export.json';
@@ -34,14 +37,18 @@ const EXPORT_MARKER = '.parley-export.json';
 async function connect(o: ConfigCmdOptions): Promise<{ client: Etcd3; prefix: string }> {
   let hosts = o.etcd?.length ? o.etcd : undefined;
   let prefix = o.prefix;
+  let login: ReturnType<typeof etcdAuthOf> = {};
   if (!hosts) {
     const p = statePaths(o.stateDir);
     const host = stateDirKind(p.root) === 'parley' ? await readHostFile(p) : undefined;
     if (!host) throw new LabError(`no --etcd given and no cluster set up in ${p.root} (start one with: parley up, or pass --etcd URLS)`);
     hosts = etcdEndpoints(host);
     prefix ??= host.prefix;
+    login = etcdAuthOf(host);
+  } else if (o.etcdPasswordFile !== undefined) {
+    login = etcdAuthOf({ version: 1, host: 'cli', prefix: 'parley', etcd: { managed: false, endpoints: hosts }, etcdAuth: { user: o.etcdUser ?? 'root', passwordFile: o.etcdPasswordFile } });
   }
-  return { client: new Etcd3({ hosts, dialTimeout: 2_000 }), prefix: prefix ?? 'parley' };
+  return { client: new Etcd3({ hosts, dialTimeout: 2_000, ...login }), prefix: prefix ?? 'parley' };
 }
 
 async function readValue(action: string, value: string | undefined): Promise<string> {

@@ -98,9 +98,11 @@ export function register(program: Command): void {
     .argument('<action>', 'get | set | edit | validate | export | import')
     .argument('[value]', 'JSON (or @file) for set/validate, a key for get, a directory for export/import')
     .option('--etcd <urls>', 'etcd endpoints [env PARLEY_ETCD]', list)
+    .option('--etcd-user <name>', 'with --etcd: etcd user [env PARLEY_ETCD_USER]', env.PARLEY_ETCD_USER)
+    .option('--etcd-password-file <path>', "with --etcd: file with the etcd user's password [env PARLEY_ETCD_PASSWORD_FILE]", env.PARLEY_ETCD_PASSWORD_FILE)
     .option('--prefix <name>', 'cluster namespace [env PARLEY_PREFIX]', env.PARLEY_PREFIX)
     .option(...stateDirOption)
-    .action((action: string, value: string | undefined, o: { etcd?: string[]; prefix?: string; stateDir: string }) => {
+    .action((action: string, value: string | undefined, o: { etcd?: string[]; prefix?: string; stateDir: string; etcdUser?: string; etcdPasswordFile?: string }) => {
       o.etcd ??= env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined;
       return run(() => runConfig(action, value, o));
     });

@@ -8,7 +8,8 @@ import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { withTimeout } from '@parley/contracts';
-import { haproxyInfo, haproxyStats, type AgentStatus, type ProcessStatus, type StatRow } from '@parley/agent';
+import fsSync from 'node:fs';
+import { haproxyInfo, haproxyStats, LAB_USERS, readSecret, redisCommand, type AgentStatus, type ProcessStatus, type RedisAuth, type StatRow } from '@parley/agent';
 import { etcdClient, openLab, registry, sleep, type InstanceView } from './common.js';
 
 export interface StatusRow {
@@ -64,7 +65,12 @@ export async function collectStatus(stateDir: string, sample = true): Promise<St
     client.close();
   }
   const cheap = st.processes.filter((p) => p.kind === 'shard').length > SHARD_SUMMARY_OVER;
-  const first = await Promise.all(st.processes.map((p) => probe(p, st, reg, hap, cheap ? lab.paths.pgData : undefined)));
+  // Redis is asked as its admin user (the lab's ACL has no open user); shards over the agent's private socket.
+  const creds: Creds = {
+    pgSockets: lab.paths.pgSockets,
+    ...(fsSync.existsSync(lab.paths.secret('redis-admin')) ? { redis: { username: LAB_USERS.redisAdmin, password: readSecret(lab.paths.root, 'redis-admin') } } : {}),
+  };
+  const first = await Promise.all(st.processes.map((p) => probe(p, st, reg, hap, creds, cheap ? lab.paths.pgData : undefined)));
   if (sample && st.processes.some((p) => p.kind === 'server')) {
     await sleep(Math.max(0, SAMPLE_MS - (Date.now() - t0)));
     const second = await Promise.all(st.processes.map((p) => (p.kind === 'server' ? serverStats(p) : Promise.resolve(null))));
@@ -90,12 +96,17 @@ function natural(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
 
+interface Creds {
+  redis?: RedisAuth;
+  pgSockets: string;
+}
+
 interface Probed {
   row: StatusRow;
   msgs: number | null;
 }
 
-async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap: StatRow[] | null, pgData?: (id: number) => string): Promise<Probed> {
+async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap: StatRow[] | null, creds: Creds, pgData?: (id: number) => string): Promise<Probed> {
   const row: StatusRow = {
     kind: p.kind === 'server' ? 'server' : p.kind,
     id: p.name,
@@ -124,7 +135,7 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
         break;
       }
       case 'redis': {
-        const info = await redisInfo(p.ports.redis ?? 0);
+        const info = await redisInfo(p.ports.redis ?? 0, creds.redis);
         row.healthy = info !== null;
         row.health = row.healthy ? 'ok' : 'no answer';
         row.connections = Number(/connected_clients:(\d+)/.exec(info ?? '')?.[1] ?? NaN) || 0;
@@ -137,7 +148,7 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
           row.health = why ?? 'ok';
           break;
         }
-        const c = new pg.Client({ host: '127.0.0.1', port: p.ports.pg, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1_000 });
+        const c = new pg.Client({ host: creds.pgSockets, port: p.ports.pg, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 1_000 });
         c.on('error', () => {});
         await c.connect();
         try {
@@ -243,25 +254,10 @@ function ago(at: number): string {
 }
 
 /** `INFO clients` over a raw socket; null when Redis does not answer. */
-function redisInfo(port: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    let buf = '';
-    const done = (v: string | null): void => {
-      s.destroy();
-      resolve(v);
-    };
-    s.setTimeout(1_000, () => done(null));
-    s.on('error', () => done(null));
-    s.on('connect', () => s.write('INFO clients\r\n'));
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      buf += d;
-      const m = /^\$(\d+)\r\n/.exec(buf);
-      if (m && Buffer.byteLength(buf) >= m[0].length + Number(m[1]) + 2) done(buf);
-      else if (buf.startsWith('-')) done(null);
-    });
-  });
+/** `INFO clients` (a bulk reply), or null when Redis does not answer or refuses. */
+async function redisInfo(port: number, auth: RedisAuth | undefined): Promise<string | null> {
+  const reply = await redisCommand(port, ['INFO', 'clients'], { timeoutMs: 1_000, ...(auth ? { auth } : {}) });
+  return reply?.startsWith('$') ? reply : null;
 }
 
 export async function runStatus(o: { stateDir: string; json?: boolean; all?: boolean }): Promise<number> {

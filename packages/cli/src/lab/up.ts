@@ -15,6 +15,8 @@ import type { Etcd3 } from 'etcd3';
 import { etcdKeys } from '@parley/contracts';
 import {
   defaultHostName,
+  ensureSecrets,
+  LAB_USERS,
   freePort,
   initStateDir,
   liveAgent,
@@ -67,6 +69,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   if (o.shards !== undefined) checkCount('--shards', o.shards, MAX_SHARDS);
   checkBinaries();
   const paths = checkStateDir(o.stateDir, true);
+  // The state directory is the owner's only (host file, secrets, the agent's log it opens).
+  process.umask(0o077);
 
   let live = await liveAgent(paths);
   let startedAgent = false;
@@ -84,6 +88,7 @@ export async function runUp(o: UpOptions): Promise<void> {
     await checkFrontDoorPorts(o, fresh);
     await initStateDir(paths.root);
     await clearLeftovers(paths);
+    await ensureSecrets(paths.root);
     host = await prepareHostFile(paths);
     newToken = await ensureAdminToken(paths);
     say(`starting Parley in ${paths.root} ...`);
@@ -197,7 +202,11 @@ async function prepareHostFile(p: StatePaths): Promise<HostFile> {
   if (peerPort && !(await portFree(peerPort))) peerPort = 0;
   if (!clientPort) clientPort = await freePort();
   while (!peerPort || peerPort === clientPort) peerPort = await freePort();
-  const host: HostFile = { version: 1, host: existing?.host ?? defaultHostName(), prefix: existing?.prefix ?? 'parley', etcd: { managed: true, clientPort, peerPort } };
+  const host: HostFile = {
+    version: 1, host: existing?.host ?? defaultHostName(), prefix: existing?.prefix ?? 'parley', etcd: { managed: true, clientPort, peerPort },
+    // The agent turns etcd's authentication on at its start and logs in as root, like the CLI.
+    etcdAuth: { user: LAB_USERS.etcdRoot, passwordFile: p.secret('etcd-root') },
+  };
   if (JSON.stringify(host) !== JSON.stringify(existing)) await writeJsonAtomic(p.hostFile, host);
   return host;
 }
@@ -229,7 +238,8 @@ export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
 /** Starts `parley agent` detached (its own session), logging to logs/agent.log. */
 async function startAgent(p: StatePaths): Promise<void> {
   await fs.mkdir(p.logs, { recursive: true });
-  const fd = fsSync.openSync(p.log('agent'), 'a');
+  const fd = fsSync.openSync(p.log('agent'), 'a', 0o600);
+  fsSync.fchmodSync(fd, 0o600);
   const argv = parleyArgv('agent', '--state-dir', p.root);
   let child;
   try {
@@ -331,6 +341,7 @@ function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: strin
   say(`  HTTP API:           http://${http}/api/stats   /api/rooms   /metrics   /healthz`);
   say(`  etcd:               ${etcd}`);
   say(`  state and logs:     ${p.root}`);
+  say(`  credentials:        ${p.secrets}/ (mode 0600; etcd, Redis and PostgreSQL refuse connections without them)`);
   say(`Next: parley status${sd} | parley logs -f${sd} | parley scale server=<K>${sd} | parley down${sd}`);
 }
 

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import cliProgress from 'cli-progress';
 import { QosClassNameSchema, type HostPlan, type ShardPlan } from '@parley/contracts';
-import { Limiter, readStatus, type AgentStatus, type ProcessStatus } from '@parley/agent';
+import { Limiter, readStatus, SHARD_ROLE, type AgentStatus, type ProcessStatus } from '@parley/agent';
 import { LabError, etcdClient, fmtDuration, openLab, readPlan, updatePlan, type Lab } from '../lab/common.js';
 import { classOf, readQosFrom, type QosFrom } from './qos-from.js';
 
@@ -349,7 +349,7 @@ class RemoteProgress implements Progress {
     const n = this.done.size;
     return {
       counts: { created: n, initialised: n, started: n, ready: n },
-      ready: this.targets.filter((s) => this.done.has(s.id)).map((s) => ({ id: s.id, url: `postgres://postgres@${this.host}:${s.port}/${s.database}` })),
+      ready: this.targets.filter((s) => this.done.has(s.id)).map((s) => ({ id: s.id, url: `postgres://${SHARD_ROLE}@${this.host}:${s.port}/${s.database}` })),
       failing: null,
     };
   }
