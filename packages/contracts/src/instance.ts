@@ -4,6 +4,36 @@ import { etcdKeys } from './keys.js';
 import { parseJson, type Parsed } from './util.js';
 
 const port = z.number().int().min(1).max(65535);
+const count = z.number().int().nonnegative();
+const ms = z.number().nonnegative().nullable();
+
+/**
+ * An instance's own message counters, sampled when it rewrites its record (every few seconds):
+ * totals since its start, and rates and latencies over the interval since its previous sample.
+ * What the dashboard shows per instance (read from the registry, so each instance speaks for
+ * itself whichever one serves the page).
+ */
+export const InstanceStatsSchema = z.object({
+  /** ms since the epoch when sampled */
+  at: z.number().int().nonnegative(),
+  /** seconds the rates below cover (0 on the first sample) */
+  intervalSeconds: z.number().nonnegative(),
+  /** PRIVMSG/NOTICE received from this instance's clients */
+  messagesIn: count,
+  /** messages this instance made durable */
+  messagesStored: count,
+  /** messages delivered to this instance's clients */
+  deliveries: count,
+  messagesInPerSecond: z.number().nonnegative(),
+  storedPerSecond: z.number().nonnegative(),
+  deliveriesPerSecond: z.number().nonnegative(),
+  /** 99th percentile of one group commit round trip over the interval (histogram bucket bound); null: no commit */
+  commitP99Ms: ms,
+  /** 99th percentile from commit to delivery here over the interval; null: no delivery */
+  fanoutP99Ms: ms,
+});
+
+export type InstanceStats = z.infer<typeof InstanceStatsSchema>;
 
 /**
  * What a running instance publishes about itself under `/<prefix>/instances/<id>`, attached to its
@@ -26,6 +56,8 @@ export const InstanceRecordSchema = z.object({
   connections: z.number().int().nonnegative(),
   /** `draining`: stopping; takes no new clients (the front door takes it out) */
   state: z.enum(['ready', 'draining']),
+  /** absent in the records of servers that predate it */
+  stats: InstanceStatsSchema.optional(),
 });
 
 export type InstanceRecord = z.infer<typeof InstanceRecordSchema>;

@@ -9,7 +9,7 @@
  * starting together never read a half-written file.
  */
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -22,7 +22,7 @@ const PUBLIC = path.join(PKG, 'public');
 /** The build output (ignored by git). */
 export const DIST = path.join(PKG, 'dist');
 /** Bundled entry points: app/<name>.ts → <name>.js. */
-const ENTRIES = ['app', 'dashboard'];
+const ENTRIES = ['app', 'dashboard', 'config'];
 /** Everything a bundle can contain: a change in any of these makes the next use rebuild. */
 const INPUT_DIRS = [APP, PUBLIC, path.join(PKG, 'src'), path.join(PKG, '..', 'protocol', 'src'), path.join(PKG, '..', 'client', 'src')];
 const STAMP = '.build-stamp';
@@ -114,14 +114,28 @@ function inlineFavicon(files: Map<string, Uint8Array>): void {
   }
 }
 
-/** Size of each output, raw and gzipped (what a browser downloads when the server compresses). */
-export function sizeReport(dir: string): Array<{ name: string; bytes: number; gzip: number }> {
+/**
+ * The gzip and brotli forms of a file as the server sends them (computed once, at its start):
+ * the strongest levels, since the cost is paid once per process, not per request.
+ */
+export function compressed(data: Uint8Array): { gzip: Buffer; br: Buffer } {
+  return {
+    gzip: gzipSync(data, { level: 9 }),
+    br: brotliCompressSync(data, {
+      params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: data.length, [zlibConstants.BROTLI_PARAM_MODE]: zlibConstants.BROTLI_MODE_TEXT },
+    }),
+  };
+}
+
+/** Size of each output, raw, gzipped and brotli-compressed (what a browser downloads). */
+export function sizeReport(dir: string): Array<{ name: string; bytes: number; gzip: number; br: number }> {
   return readdirSync(dir)
     .filter((n) => !n.startsWith('.'))
     .sort()
     .map((name) => {
       const data = readFileSync(path.join(dir, name));
-      return { name, bytes: data.length, gzip: gzipSync(data, { level: 9 }).length };
+      const c = compressed(data);
+      return { name, bytes: data.length, gzip: c.gzip.length, br: c.br.length };
     });
 }
 
@@ -155,5 +169,5 @@ export function ensureWebBuilt(): WebBuild {
 // `npx tsx packages/web/src/build.ts`: builds dist/ and prints the size of every file.
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const b = buildWeb(DIST, true);
-  for (const f of sizeReport(b.dir)) console.log(`${f.name.padEnd(16)} ${String(f.bytes).padStart(8)} B  ${String(f.gzip).padStart(7)} B gzip`);
+  for (const f of sizeReport(b.dir)) console.log(`${f.name.padEnd(16)} ${String(f.bytes).padStart(8)} B  ${String(f.gzip).padStart(7)} B gzip  ${String(f.br).padStart(7)} B br`);
 }

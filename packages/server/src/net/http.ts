@@ -7,10 +7,14 @@ import { z } from 'zod';
 import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
 import type { Transport } from '../core/session.js';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { WEB_ROOT } from '@parley/web';
+import type { FastifyReply } from 'fastify';
+import { WEB_ROOT, compressed } from '@parley/web';
 import { ApiError, apiRoutes, registerDocumented, route, useZodRoutes, type ApiDeps } from './api/index.js';
+import { instancesRoute } from './api/instances.js';
+import { LiveFeed, liveRoute } from './api/live.js';
 
 export const WS_TEXT = 'text.ircv3.net';
 export const WS_BINARY = 'binary.ircv3.net';
@@ -74,8 +78,24 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     void reply.status(404).send({ error: `no route ${req.method} ${req.url}`, statusCode: 404 });
   });
 
+  const live = new LiveFeed({
+    etcd: deps.api.etcd,
+    prefix: deps.api.prefix,
+    counters: deps.api.counters,
+    get: async (url) => {
+      const r = await app.inject({ method: 'GET', url });
+      if (r.statusCode !== 200) throw new Error(`GET ${url}: ${r.statusCode} ${r.body.slice(0, 200)}`);
+      return r.json<unknown>();
+    },
+    warn: (err, msg) => node.log.warn({ err }, msg),
+  });
+  // Event streams never end by themselves: they are ended before the server waits for its connections.
+  app.addHook('preClose', async () => live.close());
+
   registerDocumented(app, (scoped) => {
     instanceRoutes(scoped, deps);
+    instancesRoute(scoped, deps.api.etcd, deps.api.prefix);
+    liveRoute(scoped, live);
     apiRoutes(scoped, deps.api);
   });
 
@@ -101,15 +121,19 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
 /** This instance's own routes: health, readiness, metrics, statistics, channels, static files. */
 function instanceRoutes(app: FastifyInstance, deps: HttpDeps): void {
   const { node } = deps;
-  // The browser client and the dashboard: a handful of static files, read once at start.
-  for (const [url, file] of staticFiles()) {
+  // The browser client, the dashboard and the configuration page: a handful of static files,
+  // read and compressed once at start.
+  const files = staticFiles();
+  node.log.info({ files: [...new Set(files.values())].map((f) => ({ name: f.name, bytes: f.identity.length, gzip: f.gzip.length, br: f.br.length })) }, 'web files');
+  for (const [url, file] of files) {
     route(app, null, {
       method: 'GET',
       url,
       summary: `browser client file ${url}`,
+      description: 'Compressed (br or gzip) as Accept-Encoding allows; `Cache-Control: no-cache` with an ETag of the content, so a revalidation costs a 304.',
       tags: ['web'],
-      responses: { 200: { description: 'the file', contentType: file.type } },
-      handler: async (_in, reply) => reply.type(file.type).header('cache-control', 'no-cache').send(file.body),
+      responses: { 200: { description: 'the file', contentType: file.type }, 304: { description: 'not modified (If-None-Match)' } },
+      handler: async ({ headers }, reply) => sendStatic(file, headers['accept-encoding'], headers['if-none-match'], reply),
     });
   }
   route(app, null, {
@@ -194,16 +218,73 @@ const TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
 };
 
-function staticFiles(): Map<string, { type: string; body: Buffer }> {
-  const files = new Map<string, { type: string; body: Buffer }>();
+interface StaticFile {
+  name: string;
+  type: string;
+  identity: Buffer;
+  gzip: Buffer;
+  br: Buffer;
+  /** the content's hash: one ETag per encoding, `"<hash>"`, `"<hash>-gzip"`, `"<hash>-br"` */
+  hash: string;
+}
+
+/** Paths served besides `/<file name>`. */
+const ALIASES: Record<string, string[]> = { 'index.html': ['/'], 'dashboard.html': ['/dashboard'], 'config.html': ['/config'] };
+
+function staticFiles(): Map<string, StaticFile> {
+  const files = new Map<string, StaticFile>();
   for (const name of readdirSync(WEB_ROOT)) {
     const type = TYPES[path.extname(name)];
     if (!type) continue;
-    const file = { type, body: readFileSync(path.join(WEB_ROOT, name)) };
+    const identity = readFileSync(path.join(WEB_ROOT, name));
+    const file = { name, type, identity, ...compressed(identity), hash: createHash('sha256').update(identity).digest('base64url').slice(0, 22) };
     files.set(`/${name}`, file);
-    if (name === 'index.html') files.set('/', file);
+    for (const alias of ALIASES[name] ?? []) files.set(alias, file);
   }
   return files;
+}
+
+type Encoding = 'br' | 'gzip' | 'identity';
+
+/**
+ * The encoding to send for an `Accept-Encoding` header (RFC 9110 12.5.3): brotli, else gzip,
+ * else none, each only when the client accepts it with a non-zero q (`*` stands for those it
+ * does not name); identity unless the client refuses it too, which it cannot really.
+ */
+export function chooseEncoding(header: string | undefined): Encoding {
+  if (!header) return 'identity';
+  const q = new Map<string, number>();
+  for (const part of header.split(',')) {
+    const [token, ...params] = part.trim().toLowerCase().split(';');
+    if (!token) continue;
+    const qp = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    const value = qp === undefined ? 1 : Number(qp.slice(2));
+    q.set(token, Number.isFinite(value) ? value : 0);
+  }
+  const accepts = (e: string): boolean => (q.get(e) ?? q.get('*') ?? 0) > 0;
+  if (accepts('br')) return 'br';
+  if (accepts('gzip')) return 'gzip';
+  return 'identity';
+}
+
+function sendStatic(file: StaticFile, acceptEncoding: string | undefined, ifNoneMatch: string | undefined, reply: FastifyReply): FastifyReply {
+  let enc = chooseEncoding(acceptEncoding);
+  // A tiny file can come out larger compressed.
+  if (enc !== 'identity' && file[enc].length >= file.identity.length) enc = 'identity';
+  const etag = `"${file.hash}${enc === 'identity' ? '' : `-${enc}`}"`;
+  void reply.header('vary', 'Accept-Encoding').header('cache-control', 'no-cache').header('etag', etag);
+  if (ifNoneMatch !== undefined && matches(ifNoneMatch, file.hash)) return reply.status(304).send();
+  if (enc !== 'identity') void reply.header('content-encoding', enc);
+  return reply.type(file.type).send(file[enc]);
+}
+
+/** `If-None-Match` names this content in any encoding (a weak comparison, RFC 9110 13.1.2), or is `*`. */
+function matches(header: string, hash: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => {
+    const tag = t.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
+    return tag === hash || tag === `${hash}-gzip` || tag === `${hash}-br`;
+  });
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
