@@ -6,6 +6,7 @@ import { die, intArg, list } from './util.js';
 import { register as registerLab } from './lab/index.js';
 import { register as registerLoad } from './load/index.js';
 import { register as registerProvision } from './provision/index.js';
+import { register as registerDemo } from './demo/index.js';
 
 const env = process.env;
 
@@ -66,5 +67,6 @@ program
 registerLab(program);
 registerLoad(program);
 registerProvision(program);
+registerDemo(program);
 
 program.parseAsync(process.argv).catch((err: Error) => die(err.message));

@@ -49,6 +49,7 @@ export function progressLine(p: Progress): string {
 function describeRate(o: LoadOptions): string {
   if (o.rate === 'max') return `as fast as acknowledgements allow (window ${o.window} per user)`;
   if (o.rate === 0) return 'idle (no messages)';
+  if (o.roomRates !== null) return `per-room rates (${int(o.roomRates.reduce((a, b) => a + b, 0))}/s offered in all)`;
   if (o.rate === null) return `${o.rateTotal}/s in total`;
   return `${o.rate}/s per user (${int(o.rate * senderCount(o))}/s offered)`;
 }

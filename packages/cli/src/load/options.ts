@@ -102,6 +102,12 @@ export const LoadOptionsSchema = z
     rate: z.union([z.literal('max'), numeric('rate', { min: 0, max: MAX_USER_RATE })], { error: `--rate must be messages per second (0 to ${MAX_USER_RATE}), max, or 0 for idle` }).optional(),
     /** messages per second over all users (instead of --rate) */
     rateTotal: numeric('rate-total', { min: 0, max: MAX_TOTAL_RATE, minExclusive: true }).optional(),
+    /**
+     * messages per second offered to each room, one number per room (instead of --rate): room r is
+     * sent to at roomRates[r] by its senders in turn (open loop). Programmatic only (`parley demo
+     * qos` offers each room a multiple of its own QoS limit); not a command-line flag.
+     */
+    roomRates: z.array(z.number({ error: 'roomRates: expected numbers' }).positive('roomRates: a room rate must be more than 0').max(MAX_USER_RATE * 1000)).optional(),
     /** unacknowledged messages a user may have in flight; the schedule skips a user whose window is full */
     window: numeric('window', { int: true, min: 1, max: 100_000 }).default(1000),
     duration: numeric('duration', { min: 0, max: 86_400, minExclusive: true }).optional(),
@@ -136,9 +142,11 @@ export interface LoadOptions {
   membersPerRoom: number;
   /** members at positions 0 … sendersPerRoom−1 of a room send to it; ≤ membersPerRoom */
   sendersPerRoom: number;
-  /** 'max', 0 (idle), or messages per second per sending user; null when --rate-total is given */
+  /** 'max', 0 (idle), or messages per second per sending user; null when --rate-total or roomRates is given */
   rate: 'max' | number | null;
   rateTotal: number | null;
+  /** messages per second offered to each room (one per room), or null */
+  roomRates: number[] | null;
   window: number;
   /** seconds of the send phase, or null with messagesPerRoom */
   duration: number | null;
@@ -190,8 +198,10 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
   }
   const v = parsed.data;
   if (v.rate !== undefined && v.rateTotal !== undefined) throw new OptionsError('give either --rate or --rate-total, not both');
+  if (v.roomRates !== undefined && (v.rate !== undefined || v.rateTotal !== undefined)) throw new OptionsError('give either per-room rates or --rate/--rate-total, not both');
+  if (v.roomRates !== undefined && v.roomRates.length !== v.rooms) throw new OptionsError(`per-room rates: ${v.roomRates.length} given for ${v.rooms} rooms (one per room)`);
   if (v.duration !== undefined && v.messagesPerRoom !== undefined) throw new OptionsError('give either --duration or --messages-per-room, not both');
-  const rate: 'max' | number | null = v.rateTotal !== undefined ? null : (v.rate ?? 1);
+  const rate: 'max' | number | null = v.rateTotal !== undefined || v.roomRates !== undefined ? null : (v.rate ?? 1);
   const idle = rate === 0;
   if (idle && v.messagesPerRoom !== undefined) throw new OptionsError('--rate 0 (idle) sends nothing, so --messages-per-room cannot be met');
   if (v.rooms > 0 && v.membersPerRoom > v.users) {
@@ -208,13 +218,18 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
     throw new OptionsError(`--senders-per-room ${v.sendersPerRoom} is more than --members-per-room ${v.membersPerRoom}`);
   }
   const senders = senderCount(v);
-  const offered = rate === null ? (v.rateTotal as number) : rate === 'max' ? 0 : rate * senders;
+  const roomTotal = v.roomRates?.reduce((a, b) => a + b, 0);
+  const offered = roomTotal ?? (rate === null ? (v.rateTotal as number) : rate === 'max' ? 0 : rate * senders);
   if (offered > MAX_TOTAL_RATE) {
     throw new OptionsError(
       `a total of ${Math.round(offered).toLocaleString('en-US')} messages/s (${rate} × ${senders} sending users) is more than one load process can generate and check (${MAX_TOTAL_RATE.toLocaleString('en-US')}/s); lower --rate or split the users over several parley load processes`,
     );
   }
-  if (rate === null && (v.rateTotal as number) / senders > MAX_USER_RATE) {
+  if (v.roomRates !== undefined) {
+    const perRoomSenders = Math.min(v.sendersPerRoom ?? v.membersPerRoom, v.membersPerRoom);
+    const top = Math.max(0, ...v.roomRates);
+    if (top / perRoomSenders > MAX_USER_RATE) throw new OptionsError(`a room rate of ${top}/s over ${perRoomSenders} senders is more than ${MAX_USER_RATE} messages/s per user`);
+  } else if (rate === null && (v.rateTotal as number) / senders > MAX_USER_RATE) {
     throw new OptionsError(`--rate-total ${v.rateTotal} over ${senders} sending users is more than ${MAX_USER_RATE} messages/s per user`);
   }
   const nickPrefix = v.nickPrefix ?? randomPrefix();
@@ -235,6 +250,7 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
     sendersPerRoom: v.sendersPerRoom ?? v.membersPerRoom,
     rate,
     rateTotal: v.rateTotal ?? null,
+    roomRates: v.roomRates ?? null,
     window: v.window,
     duration: v.messagesPerRoom !== undefined ? null : (v.duration ?? 10),
     messagesPerRoom: v.messagesPerRoom ?? null,

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { LoadResult, Percentiles, RoomResult, TimelineEntry } from './report-schema.js';
 import { barChart, color, esc, fmtShort, lineChart } from './report-svg.js';
+import { qosChart, qosSectionHtml } from './report-qos.js';
 import type { BarPanel, Dash, LegendEntry, LinePanel, Series } from './report-svg.js';
 
 /*
@@ -439,6 +440,12 @@ export function buildReport(runs: readonly Run[], opts: { title?: string } = {})
   const throughput = hasTimeline ? chart('throughput.png', 'Throughput over time', throughputChart(runs)) : null;
   const latency = hasTimeline ? chart('latency.png', 'Latency percentiles over time', latencyChart(runs)) : null;
   const rooms = runs.map((r, i) => (r.result.rooms.length ? chart(multi ? `rooms-${i + 1}.png` : 'rooms.png', `Per-room: ${r.label}`, roomsChart(r)) : null));
+  const qos = runs.map((r, i) => (r.result.qos ? chart(multi ? `qos-${i + 1}.png` : 'qos.png', `QoS per room: ${r.label}`, qosChart(r.result.qos, r.label)) : null));
+  const qosPart = (run: Run, i: number): string => {
+    const q = run.result.qos;
+    const c = qos[i];
+    return q && c ? qosSectionHtml(q, figure(c, 'one dot per room')) : '';
+  };
 
   const parts: string[] = [];
   parts.push(`<header><h1>${h(title)}</h1><p class="sub">${multi ? `${runs.length} runs; ratios are against the first, <bdi>${h(runs[0]?.label ?? '')}</bdi>.` : `one run, started ${h(runs[0]?.result.startedAt ?? '')}.`}</p></header>`);
@@ -466,9 +473,10 @@ export function buildReport(runs: readonly Run[], opts: { title?: string } = {})
 
   if (multi) {
     parts.push(overTime);
-    runs.forEach((run, i) => parts.push(`<section id="run-${i + 1}">${summary(run, i)}<h3>Rooms</h3>${roomsPart(run, i)}</section>`));
+    runs.forEach((run, i) => parts.push(`<section id="run-${i + 1}">${summary(run, i)}${run.result.qos ? `<h3>QoS: per-room limits</h3>${qosPart(run, i)}` : ''}<h3>Rooms</h3>${roomsPart(run, i)}</section>`));
   } else {
     const run = runs[0] as Run;
+    if (run.result.qos) parts.push(`<section id="qos"><h2>QoS: per-room limits</h2>${qosPart(run, 0)}</section>`);
     parts.push(`<section id="run-1">${summary(run, 0)}</section>`, overTime, `<section id="rooms"><h2>Rooms</h2>${roomsPart(run, 0)}</section>`);
   }
 

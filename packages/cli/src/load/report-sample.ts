@@ -1,4 +1,4 @@
-import type { LoadResult, Percentiles } from './report-schema.js';
+import type { LoadResult, Percentiles, QosSection } from './report-schema.js';
 
 /*
  * Deterministic, made-up load results (version 1) for the report's tests and for trying
@@ -25,6 +25,38 @@ export interface SampleOptions {
   seed?: number;
   transport?: 'tcp' | 'ws';
   kind?: 'parley' | 'irc' | 'socketio' | 'ws';
+  /** a made-up QoS section over this many rooms (bronze 2/s, silver 5/s, gold 10/s); 0 or absent: none */
+  qosRooms?: number;
+}
+
+/** Rooms offered twice their limit for `seconds`: accepted ≈ burst + rate × window, a little noise. */
+export function sampleQos(roomCount: number, seconds: number, rand: () => number): QosSection {
+  const classes = [
+    { name: 'bronze', rate: 2, burst: 4 },
+    { name: 'silver', rate: 5, burst: 10 },
+    { name: 'gold', rate: 10, burst: 20 },
+  ];
+  const rooms = Array.from({ length: roomCount }, (_, i) => {
+    const c = classes[i % classes.length]!;
+    const window = seconds;
+    const sent = Math.round(c.rate * 2 * window) + 1;
+    const noise = (rand() - 0.5) * 0.06 * c.rate * window;
+    const accepted = Math.min(sent, Math.round(c.burst + c.rate * window + noise));
+    const acceptedRate = (accepted - c.burst) / window;
+    return {
+      room: `#qos-${i}`, class: c.name, shard: i % 7, rate: c.rate, burst: c.burst, sent, offeredRate: c.rate * 2, windowSeconds: window,
+      accepted, refusedQos: sent - accepted, refusedBacklog: 0, failed: 0, acked: accepted, refused: sent - accepted,
+      acceptedRate: r3(acceptedRate), errorPct: r3(((acceptedRate - c.rate) / c.rate) * 100),
+    };
+  });
+  return {
+    method: 'made up: accepted = burst + rate × window, with noise.',
+    tolerancePct: 5,
+    rateMultiple: 2,
+    classes: classes.map((c) => ({ ...c, rooms: rooms.filter((r) => r.class === c.name).length, shards: 3 })),
+    rooms,
+    run: { shards: 9, instances: 2, phases: [{ name: 'provision', seconds: 12.5 }, { name: 'load', seconds }], memory: [{ label: 'shards (PSS)', bytes: 36 * 1024 ** 2 }], disk: [{ label: 'shards', bytes: 250 * 1024 ** 2 }], notes: ['a sample'] },
+  };
 }
 
 /** xorshift32: the same seed gives the same run. */
@@ -124,5 +156,6 @@ export function sampleResult(o: SampleOptions = {}): LoadResult {
     timeline,
     rooms,
     machine: { cores: 2, node: 'v20.20.2', hostname: 'bench-1' },
+    ...(o.qosRooms ? { qos: sampleQos(o.qosRooms, seconds, rand) } : {}),
   };
 }

@@ -28,6 +28,58 @@ const TimelineEntrySchema = z.object({
   deliver: z.object({ p50: ms, p99: ms }),
 });
 
+const rate = z.number().nonnegative('expected messages per second (0 or more)');
+const bytes = z.number().nonnegative('expected bytes (0 or more)');
+
+/**
+ * The optional QoS section (`parley demo qos` writes it): every room's limit against what it was
+ * offered and what it got, measured by the load tool and by the cluster's own counters, plus what
+ * the whole run cost. Older results have none; the report then has no QoS section.
+ */
+export const QosSectionSchema = z.object({
+  /** how `acceptedRate` is measured, in a sentence (shown on the page) */
+  method: z.string(),
+  /** a room is "within" when |errorPct| ≤ this */
+  tolerancePct: z.number().positive(),
+  /** offered rate ÷ the room's limit */
+  rateMultiple: z.number().positive(),
+  classes: z.array(z.object({ name: z.string(), rate, burst: count, rooms: count, shards: count })),
+  rooms: z.array(z.object({
+    room: z.string(),
+    class: z.string(),
+    shard: z.number().int().nonnegative().nullable(),
+    /** the room's limit: sustained messages/s and bucket size */
+    rate,
+    burst: count,
+    /** messages sent to the room, and at what rate */
+    sent: count,
+    offeredRate: rate,
+    /** from the room's first to its last send, seconds */
+    windowSeconds: z.number().nonnegative(),
+    /** the cluster's counters for the room (GET /api/rooms) */
+    accepted: count,
+    refusedQos: count,
+    refusedBacklog: count,
+    failed: count,
+    /** what the load tool saw: acknowledged (echoed) and refused */
+    acked: count,
+    refused: count,
+    /** messages/s accepted above the burst (see `method`); null when the window is empty */
+    acceptedRate: rate.nullable(),
+    /** (acceptedRate − rate) ÷ rate, in percent */
+    errorPct: z.number().nullable(),
+  })),
+  /** what the whole run took and used */
+  run: z.object({
+    shards: count,
+    instances: count,
+    phases: z.array(z.object({ name: z.string(), seconds: z.number().nonnegative() })),
+    memory: z.array(z.object({ label: z.string(), bytes })),
+    disk: z.array(z.object({ label: z.string(), bytes })),
+    notes: z.array(z.string()),
+  }).optional(),
+});
+
 export const LoadResultSchema = z.object({
   version: z.literal(1),
   name: z.string(),
@@ -57,12 +109,15 @@ export const LoadResultSchema = z.object({
   timeline: z.array(TimelineEntrySchema),
   rooms: z.array(z.object({ room: z.string(), sent: count, acked: count, refused: count, deliveries: count })),
   machine: z.object({ cores: count, node: z.string(), hostname: z.string() }),
+  qos: QosSectionSchema.optional(),
 });
 
 export type Percentiles = z.infer<typeof PercentilesSchema>;
 export type LoadResult = z.infer<typeof LoadResultSchema>;
 export type TimelineEntry = LoadResult['timeline'][number];
 export type RoomResult = LoadResult['rooms'][number];
+export type QosSection = z.infer<typeof QosSectionSchema>;
+export type QosRoom = QosSection['rooms'][number];
 
 /** A result file that cannot be used; `message` is one line that starts with the file's name. */
 export class ResultFileError extends Error {

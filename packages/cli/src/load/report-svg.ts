@@ -148,6 +148,8 @@ export interface Series {
   dash?: Dash;
   /** [x, y]; a null (or, on a log scale, a non-positive) y leaves a gap. */
   points: ReadonlyArray<readonly [number, number | null]>;
+  /** each point a dot, no line between them (a scatter) */
+  dots?: boolean;
 }
 
 export interface LinePanel {
@@ -183,7 +185,7 @@ export function lineChart(o: LineChartOptions): string {
     xMax += 1;
   }
   const leg = legend(
-    o.legend ?? o.panels.flatMap((p) => p.series.map((s): LegendEntry => ({ label: s.label, color: s.color, dash: s.dash ?? 'solid', kind: 'line' }))),
+    o.legend ?? o.panels.flatMap((p) => p.series.map((s): LegendEntry => ({ label: s.label, color: s.color, dash: s.dash ?? 'solid', kind: s.dots ? 'box' : 'line' }))),
     TITLE_H, ML, W - ML - MR,
   );
   let y = TITLE_H + leg.height;
@@ -208,7 +210,9 @@ function linePanel(p: LinePanel, xLabel: string, top: number, ph: number, xMin: 
   const minPos = positive.length ? Math.min(...positive) : 0;
   const log = p.scale === 'log' ? positive.length > 0 : p.scale === 'auto' ? positive.length > 0 && maxY / minPos > LOG_RATIO : false;
 
-  const yTicks = log ? logTicks(minPos, maxY) : niceTicks(0, maxY > 0 ? maxY : 1);
+  // Linear panels start at 0, or below it when a value is negative (an error in percent).
+  const minY = ys.length ? Math.min(0, ...ys) : 0;
+  const yTicks = log ? logTicks(minPos, maxY) : niceTicks(minY, maxY > 0 ? maxY : minY < 0 ? 0 : 1);
   const yLo = yTicks[0] ?? 0;
   const yHi = yTicks[yTicks.length - 1] ?? 1;
   const sy = (v: number): number => {
@@ -240,6 +244,11 @@ function linePanel(p: LinePanel, xLabel: string, top: number, ph: number, xMin: 
   }
   for (const s of p.series) {
     const usable = (v: number | null): v is number => v !== null && Number.isFinite(v) && (!log || v > 0);
+    if (s.dots) {
+      const pts = s.points.filter(([x, v]) => Number.isFinite(x) && usable(v)).map(([x, v]) => `<circle cx="${round(sx(x))}" cy="${round(sy(v as number))}" r="2" fill="${s.color}"/>`);
+      out += `<g><title>${esc(s.label)}</title>${pts.join('')}</g>`;
+      continue;
+    }
     const runs: Array<Array<[number, number]>> = [];
     let cur: Array<[number, number]> = [];
     for (const [x, v] of s.points) {

@@ -1,3 +1,5 @@
+import type { QosSection } from './report-schema.js';
+
 /*
  * The result file of `parley load` (version 1). `parley report` reads it (report-schema.ts holds
  * the reader's schema); a change that breaks readers bumps `version`. Counts are integers,
@@ -57,6 +59,11 @@ export interface RoomResult {
   acked: number;
   refused: number;
   deliveries: number;
+  /** ms from the start of the send phase to the room's first and last send (absent when nothing was sent to it) */
+  firstSentMs?: number;
+  lastSentMs?: number;
+  /** the rate offered to this room (messages/s), when the run had per-room rates */
+  offeredRate?: number;
 }
 
 /**
@@ -117,4 +124,6 @@ export interface LoadResult {
   rooms: RoomResult[];
   machine: { cores: number; node: string; hostname: string };
   generator: GeneratorFacts;
+  /** per-room QoS figures (`parley demo qos`); absent from plain `parley load` results */
+  qos?: QosSection;
 }

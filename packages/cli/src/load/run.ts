@@ -105,6 +105,14 @@ function dropReason(reason: string): string {
   return r === '' ? 'closed' : r.slice(0, 80);
 }
 
+/** `2-10/s per room, 4,200/s in all` */
+function describeRates(rates: readonly number[]): string {
+  const lo = Math.min(...rates);
+  const hi = Math.max(...rates);
+  const sum = rates.reduce((a, b) => a + b, 0);
+  return `${lo === hi ? lo : `${lo}-${hi}`}/s per room, ${Math.round(sum).toLocaleString('en-US')}/s in all`;
+}
+
 const cores = (): number => os.availableParallelism?.() ?? os.cpus().length;
 
 const M_NONE = 0;
@@ -158,6 +166,9 @@ class LoadRun implements DriverSink {
   private readonly roomAcked: Float64Array;
   private readonly roomRefused: Float64Array;
   private readonly roomDeliveries: Float64Array;
+  /** performance.now() of each room's first and last send (0: none yet) */
+  private readonly roomFirstAt: Float64Array;
+  private readonly roomLastAt: Float64Array;
 
   // totals
   private sent = 0;
@@ -250,6 +261,8 @@ class LoadRun implements DriverSink {
     this.roomAcked = new Float64Array(R);
     this.roomRefused = new Float64Array(R);
     this.roomDeliveries = new Float64Array(R);
+    this.roomFirstAt = new Float64Array(R);
+    this.roomLastAt = new Float64Array(R);
   }
 
   // ---- the run -----------------------------------------------------------------------------
@@ -467,6 +480,8 @@ class LoadRun implements DriverSink {
     this.inflight[u]!++;
     this.totalInflight++;
     this.sent++;
+    if (this.roomFirstAt[r] === 0) this.roomFirstAt[r] = now;
+    this.roomLastAt[r] = now;
     if (++this.roomSent[r]! === this.opts.messagesPerRoom && ++this.roomsFull >= this.quotaRooms) this.stopSending();
     this.timeline!.addSent(now);
     this.events?.write(now, 'sent', this.nicks[u]!, this.roomNames[r]!, '', -1, g, '');
@@ -505,6 +520,8 @@ class LoadRun implements DriverSink {
           this.stopSending();
         }
         for (let u = 0; u < this.U && this.sending; u++) if (this.userJoined[u]) this.refill(u);
+      } else if (o.roomRates !== null) {
+        this.perRoomLoop(o.roomRates);
       } else {
         this.openLoop();
       }
@@ -620,6 +637,79 @@ class LoadRun implements DriverSink {
         break;
       }
       if (k >= slots) {
+        this.stopSending();
+        return;
+      }
+      setTimeout(tick, TICK_MS);
+    };
+    tick();
+  }
+
+  /**
+   * Open loop with a rate per room: room r gets message k at t0 + offset_r + k / rate_r (its
+   * senders in turn), whatever the answers; the offsets spread the rooms' first sends over one
+   * interval so they do not all start at the same instant. A room whose live senders all have full
+   * windows waits (with --messages-per-room every room gets exactly its quota).
+   */
+  private perRoomLoop(rates: readonly number[]): void {
+    const o = this.opts;
+    const active: number[] = [];
+    for (let r = 0; r < this.R; r++) if (this.roomSenders[r]!.length > 0) active.push(r);
+    if (active.length === 0) {
+      this.fatal = 'no user could join a room, so nothing can be sent';
+      this.stopSending();
+      return;
+    }
+    const quota = o.messagesPerRoom;
+    if (quota !== null) this.skipped += quota * (this.R - active.length);
+    const msPer = Float64Array.from(rates, (v) => 1000 / v);
+    const offset = Float64Array.from(rates, (_, r) => (msPer[r]! * r) / this.R);
+    const k = new Float64Array(this.R);
+    const done = new Uint8Array(this.R);
+    let remaining = active.length;
+    const t0 = this.t0;
+    const tick = (): void => {
+      if (!this.sending) return;
+      const now = performance.now();
+      for (const r of active) {
+        if (done[r]) continue;
+        const start = t0 + offset[r]!;
+        if (now < start) continue;
+        let due = Math.floor((now - start) / msPer[r]!) + 1;
+        if (quota !== null && due > quota) due = quota;
+        if (k[r]! < due) this.lagHist.record(now - (start + k[r]! * msPer[r]!));
+        const members = this.roomSenders[r]!;
+        while (k[r]! < due) {
+          let sentIt = false;
+          let anyAlive = false;
+          const first = k[r]! % members.length;
+          for (let j = 0; j < members.length; j++) {
+            const u = members[(first + j) % members.length]!;
+            if (this.conns[u] === null) continue;
+            anyAlive = true;
+            if (this.sendOne(u, r, now)) {
+              sentIt = true;
+              break;
+            }
+          }
+          if (!sentIt && anyAlive) {
+            if (now - this.lastAnswerAt > o.drainTimeout * 1000) {
+              this.warnOnce('stall', `no answer for ${o.drainTimeout} s with every window full: giving up the remaining messages`);
+              this.stopSending();
+              return;
+            }
+            break;
+          }
+          if (!sentIt) this.skipped++;
+          k[r]!++;
+        }
+        if (quota !== null && k[r]! >= quota) {
+          done[r] = 1;
+          remaining--;
+        }
+        if (!this.sending) return;
+      }
+      if (quota !== null && remaining === 0) {
         this.stopSending();
         return;
       }
@@ -838,11 +928,15 @@ class LoadRun implements DriverSink {
       acked: this.roomAcked[r]!,
       refused: this.roomRefused[r]!,
       deliveries: this.roomDeliveries[r]!,
+      ...(this.roomFirstAt[r]! > 0 ? { firstSentMs: round3(this.roomFirstAt[r]! - this.t0), lastSentMs: round3(this.roomLastAt[r]! - this.t0) } : {}),
+      ...(o.roomRates !== null ? { offeredRate: o.roomRates[r]! } : {}),
     }));
     const ld = x.loopDelay;
     const lag = (p: number): number => round3(ld.count === 0 ? 0 : ld.percentile(p) / 1e6);
-    const total = o.rateTotal ?? (typeof o.rate === 'number' ? o.rate * this.joinedSenders() : null);
-    const options: Record<string, unknown> = { ...o, target: o.target.map(formatTarget) };
+    const total = o.roomRates !== null ? o.roomRates.reduce((a, b) => a + b, 0) : (o.rateTotal ?? (typeof o.rate === 'number' ? o.rate * this.joinedSenders() : null));
+    // Per-room rates are in rooms[].offeredRate; the options carry their range, not 1000 numbers.
+    const { roomRates, ...rest } = o;
+    const options: Record<string, unknown> = { ...rest, target: o.target.map(formatTarget), ...(roomRates !== null ? { roomRates: describeRates(roomRates) } : {}) };
     const lagP: Percentiles = this.lagHist.percentiles();
     return {
       version: 1,
