@@ -11,6 +11,9 @@ import { WEB_ROOT, buildWeb, sizeReport } from '../../packages/web/src/index.js'
 import { execute, parseInput, type CommandHost, type Where } from '../../packages/web/app/commands.js';
 import { complete } from '../../packages/web/app/complete.js';
 import { ctcpAction, linkify, mentions, retryAfterMs, splitMessage, stripFormatting, textBudget } from '../../packages/web/app/text.js';
+import { Model, heat, type Tick } from '../../packages/web/app/dashboard-model.js';
+import { quantileMs } from '../../packages/server/src/net/api/instances.js';
+import { chooseEncoding } from '../../packages/server/src/net/http.js';
 
 /*
  * The protocol package and the client core are pure (they run unchanged in a browser), and the
@@ -71,12 +74,15 @@ describe('pure packages', () => {
 describe('web build', () => {
   it('WEB_ROOT holds the pages, the style and the bundles', () => {
     const files = readdirSync(WEB_ROOT).filter((f) => !f.startsWith('.')).sort();
-    assert.deepEqual(files, ['app.js', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'style.css']);
+    assert.deepEqual(files, ['app.js', 'config.html', 'config.js', 'dashboard.css', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'panel.css', 'style.css']);
     const index = readFileSync(path.join(WEB_ROOT, 'index.html'), 'utf8');
     assert.match(index, /src="\/app\.js"/);
     // The favicon is put into the page by the build.
     assert.match(index, /rel="icon" type="image\/svg\+xml" href="data:image\/svg\+xml,%3Csvg/);
     assert.match(readFileSync(path.join(WEB_ROOT, 'dashboard.html'), 'utf8'), /src="\/dashboard\.js"/);
+    assert.match(readFileSync(path.join(WEB_ROOT, 'config.html'), 'utf8'), /src="\/config\.js"/);
+    // uPlot's style sheet comes out of the dashboard's bundle.
+    assert.match(readFileSync(path.join(WEB_ROOT, 'dashboard.css'), 'utf8'), /\.uplot/);
     const app = readFileSync(path.join(WEB_ROOT, 'app.js'), 'utf8');
     assert.doesNotMatch(app, /node:/);
     // The client's own codec is in the bundle (a LineError message, the CHATHISTORY caps).
@@ -99,6 +105,13 @@ describe('web build', () => {
     const app = sizeReport(WEB_ROOT).find((f) => f.name === 'app.js');
     assert.ok(app, 'app.js was not built');
     assert.ok(app.gzip < 25_000, `app.js is ${app.gzip} bytes gzipped`);
+    // The dashboard carries uPlot (about 20 kB gzipped of it); the configuration page nothing but itself.
+    const budget: Record<string, number> = { 'dashboard.js': 36_000, 'config.js': 8_000, 'dashboard.css': 2_000, 'panel.css': 3_000 };
+    for (const [name, max] of Object.entries(budget)) {
+      const f = sizeReport(WEB_ROOT).find((x) => x.name === name);
+      assert.ok(f, `${name} was not built`);
+      assert.ok(f.gzip < max && f.br <= f.gzip, `${name}: ${f.gzip} bytes gzipped, ${f.br} br (budget ${max})`);
+    }
     const dir = path.join(ROOT, 'packages/web/app');
     for (const f of readdirSync(dir)) {
       const lines = readFileSync(path.join(dir, f), 'utf8').split('\n').length;
@@ -123,7 +136,7 @@ describe('web build', () => {
       assert.ok((first.files.get('app.js') ?? 0) > 1000);
       assert.equal(buildWeb(dir).built, false);
       assert.equal(buildWeb(dir, true).built, true);
-      assert.deepEqual([...first.files.keys()].sort(), ['app.js', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'style.css']);
+      assert.deepEqual([...first.files.keys()].sort(), ['app.js', 'config.html', 'config.js', 'dashboard.css', 'dashboard.html', 'dashboard.js', 'favicon.svg', 'index.html', 'panel.css', 'style.css']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -234,5 +247,72 @@ describe('chat client logic', () => {
     assert.equal(complete('hi zed', 6, src, null), null);
     // In the middle of a line: no colon, the rest of the line kept.
     assert.deepEqual(complete('ask bo now', 6, src, null)?.result, { value: 'ask bob now', cursor: 8 });
+  });
+});
+
+describe('dashboard and static files', () => {
+  const tick = (rooms: Tick['rooms']): Tick => ({
+    t: 0, dt: 1, full: false, rooms, roomCount: rooms.length,
+    totals: { accepted: 0, refusedQos: 0, refusedBacklog: 0, failed: 0 }, rates: { accepted: 0, refusedQos: 0, refusedBacklog: 0, failed: 0 },
+    latency: { commitP99Ms: null, fanoutP99Ms: null }, instances: [], shards: [],
+  });
+
+  it('keeps every room, resets the rates of rooms a tick does not name, filters, sorts and groups', () => {
+    const m = new Model();
+    m.setMeta([
+      { room: '#a', shard: 0, class: 'gold', override: null, rate: 10, burst: 20 },
+      { room: '#b', shard: 1, class: 'default', override: null, rate: 100, burst: 100 },
+      { room: '#c', shard: null, class: 'gold', override: 'gold', rate: 10, burst: 20 },
+    ]);
+    m.applyTick(tick([['#a', 50, 0, 0, 0, 5, 0], ['#b', 10, 7, 1, 0, 1, 3]]));
+    const all = { q: '', shard: '', cls: '', sort: 'busiest' as const, group: 'none' as const };
+    assert.deepEqual(m.view(all)[0]?.rooms.map((r) => r.name), ['#a', '#b', '#c']);
+    assert.deepEqual(m.view({ ...all, sort: 'refused' })[0]?.rooms.map((r) => r.name), ['#b', '#a', '#c']);
+    // The next tick names only #b: #a did not move, its rate is 0 now but its counts stay.
+    m.applyTick(tick([['#b', 30, 7, 1, 0, 20, 0]]));
+    const a = m.rooms.get('#a');
+    assert.equal(a?.rate, 0);
+    assert.equal(a?.accepted, 50);
+    assert.deepEqual(m.view(all)[0]?.rooms.map((r) => r.name), ['#b', '#a', '#c']);
+    assert.deepEqual(m.view({ ...all, q: 'C' })[0]?.rooms.map((r) => r.name), ['#c']);
+    assert.deepEqual(m.view({ ...all, shard: 'none' })[0]?.rooms.map((r) => r.name), ['#c']);
+    assert.deepEqual(m.view({ ...all, cls: 'gold', sort: 'name' })[0]?.rooms.map((r) => r.name), ['#a', '#c']);
+    const byShard = m.view({ ...all, group: 'shard' });
+    assert.deepEqual(byShard.map((g) => [g.key, g.rooms.length, g.rate]), [['0', 1, 0], ['1', 1, 20], ['', 1, 0]]);
+    assert.deepEqual(m.view({ ...all, group: 'class' }).map((g) => g.key), ['default', 'gold']);
+    assert.deepEqual(m.shards(), [0, 1]);
+    // A room gone from the list without counters goes; one with counters stays, unlisted.
+    m.setMeta([{ room: '#b', shard: 1, class: 'default', override: null, rate: 100, burst: 100 }]);
+    assert.equal(m.rooms.has('#c'), false);
+    assert.equal(m.rooms.get('#a')?.listed, false);
+  });
+
+  it('colours rates on a log scale', () => {
+    assert.equal(heat(0), '#2b303b');
+    assert.equal(heat(1000), 'rgb(215,25,28)');
+    assert.equal(heat(1e6), 'rgb(215,25,28)');
+    assert.notEqual(heat(1), heat(10));
+  });
+
+  it('reads a p99 from two reads of a histogram', () => {
+    const before: Array<[number, number]> = [[0.001, 10], [0.01, 10], [0.1, 10], [Infinity, 10]];
+    assert.equal(quantileMs(before, before, 0.99), null);
+    // 100 new observations: 98 within 1 ms, 2 within 100 ms.
+    const after: Array<[number, number]> = [[0.001, 108], [0.01, 108], [0.1, 110], [Infinity, 110]];
+    assert.equal(quantileMs(before, after, 0.99), 100);
+    assert.equal(quantileMs(before, after, 0.5), 1);
+    // Beyond the last bound: that bound.
+    assert.equal(quantileMs(before, [[0.001, 10], [0.01, 10], [0.1, 10], [Infinity, 20]], 0.99), 100);
+  });
+
+  it('chooses brotli, else gzip, as Accept-Encoding allows', () => {
+    assert.equal(chooseEncoding(undefined), 'identity');
+    assert.equal(chooseEncoding('gzip, deflate, br, zstd'), 'br');
+    assert.equal(chooseEncoding('gzip'), 'gzip');
+    assert.equal(chooseEncoding('br;q=0, gzip;q=0.5'), 'gzip');
+    assert.equal(chooseEncoding('*'), 'br');
+    assert.equal(chooseEncoding('*;q=0, gzip'), 'gzip');
+    assert.equal(chooseEncoding('identity'), 'identity');
+    assert.equal(chooseEncoding('BR;Q=1'), 'br');
   });
 });
