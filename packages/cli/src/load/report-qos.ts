@@ -93,20 +93,22 @@ function chartOrder(q: QosSection): QosRoom[] {
 export function qosChart(q: QosSection, label: string): string {
   const rooms = chartOrder(q);
   const x = (i: number): number => i + 1;
+  // Limits are steps (one flat segment per room), not slopes between rooms.
+  const steps = (f: (r: QosRoom) => number): Array<[number, number]> => rooms.flatMap((r, i): Array<[number, number]> => [[x(i) - 0.5, f(r)], [x(i) + 0.5, f(r)]]);
   const rateSeries: Series[] = [
-    { label: 'offered rate', color: color(7), dash: 'dotted', points: rooms.map((r, i) => [x(i), r.offeredRate]) },
-    { label: 'limit (class rate)', color: color(6), points: rooms.map((r, i) => [x(i), r.rate]) },
+    { label: 'offered rate', color: color(7), dash: 'dotted', points: steps((r) => r.offeredRate) },
+    { label: 'limit (class rate)', color: color(6), points: steps((r) => r.rate) },
     { label: 'accepted rate (above the burst)', color: color(0), dots: true, points: rooms.map((r, i) => [x(i), r.acceptedRate]) },
   ];
   const tol = q.tolerancePct;
+  const n = Math.max(1, rooms.length);
   const errSeries: Series[] = [
-    { label: `+${tol}%`, color: color(3), dash: 'dashed', points: [[1, tol], [Math.max(1, rooms.length), tol]] },
-    { label: `−${tol}%`, color: color(3), dash: 'dashed', points: [[1, -tol], [Math.max(1, rooms.length), -tol]] },
+    { label: `±${tol}%`, color: color(3), dash: 'dashed', points: [[0.5, tol], [n + 0.5, tol], [n + 0.5, null], [0.5, -tol], [n + 0.5, -tol]] },
     { label: 'error of the accepted rate', color: color(0), dots: true, points: rooms.map((r, i) => [x(i), r.errorPct]) },
   ];
   const refusedSeries: Series[] = [
     { label: 'refused share of sent (%)', color: color(3), dots: true, points: rooms.map((r, i) => [x(i), r.sent > 0 ? ((r.refusedQos + r.refusedBacklog) / r.sent) * 100 : null]) },
-    { label: `expected refused share (1 − 1/${q.rateMultiple}, before the burst)`, color: color(6), dash: 'dashed', points: [[1, (1 - 1 / q.rateMultiple) * 100], [Math.max(1, rooms.length), (1 - 1 / q.rateMultiple) * 100]] },
+    { label: `1 − 1/${q.rateMultiple} (no burst)`, color: color(6), dash: 'dashed', points: [[0.5, (1 - 1 / q.rateMultiple) * 100], [n + 0.5, (1 - 1 / q.rateMultiple) * 100]] },
   ];
   return lineChart({
     title: `QoS per room: limit vs accepted rate (${label})`,

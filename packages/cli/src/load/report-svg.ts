@@ -245,7 +245,8 @@ function linePanel(p: LinePanel, xLabel: string, top: number, ph: number, xMin: 
   for (const s of p.series) {
     const usable = (v: number | null): v is number => v !== null && Number.isFinite(v) && (!log || v > 0);
     if (s.dots) {
-      const pts = s.points.filter(([x, v]) => Number.isFinite(x) && usable(v)).map(([x, v]) => `<circle cx="${round(sx(x))}" cy="${round(sy(v as number))}" r="2" fill="${s.color}"/>`);
+      const r = s.points.length > 200 ? 2 : 3.5;
+      const pts = s.points.filter(([x, v]) => Number.isFinite(x) && usable(v)).map(([x, v]) => `<circle cx="${round(sx(x))}" cy="${round(sy(v as number))}" r="${r}" fill="${s.color}"/>`);
       out += `<g><title>${esc(s.label)}</title>${pts.join('')}</g>`;
       continue;
     }
