@@ -281,6 +281,8 @@ describe('dashboard', () => {
     const h = await page.evaluate(() => (globalThis as unknown as PageScope).document.querySelector('#grid')?.clientHeight ?? 0);
     assert.ok(h > 200, `canvas ${h}px`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1000.png'), fullPage: true });
+    // The first screen, for the README (docs/img/dashboard.png).
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), clip: { x: 0, y: 0, width: 1400, height: 740 } });
     // Grouped by shard, filtered by class.
     await page.selectOption('#f-group', 'shard');
     await page.selectOption('#f-class', 'trickle');

@@ -1,6 +1,7 @@
 // The cluster configuration as a form generated from its JSON value (so a member added to the
 // schema shows up without a change here): an object is a fieldset, a number a number input, a
-// list of strings a text area (one per line), null or a string a text input (emptied: null).
+// list of strings a text area (one per line), any other list a text area of JSON, null or a
+// string a text input (emptied: null).
 // Every input's `data-field` is the member's dotted path, the `field` of the API's 400.
 
 import { el, field } from './config-api.js';
@@ -19,10 +20,16 @@ function input(path: string, value: Json): HTMLElement {
     i.dataset.kind = 'boolean';
     return field(label, i, path);
   }
-  if (Array.isArray(value)) {
-    const t = el('textarea', { value: value.map(String).join('\n') });
+  if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')) {
+    const t = el('textarea', { value: value.join('\n') });
     t.dataset.kind = 'lines';
     return field(`${label} (one per line)`, t, path);
+  }
+  // A list of objects (opers), or an empty list whose items the page cannot know: JSON.
+  if (Array.isArray(value)) {
+    const t = el('textarea', { value: JSON.stringify(value, null, 1) });
+    t.dataset.kind = 'json';
+    return field(`${label} (JSON)`, t, path);
   }
   const i = el('input', { value: value === null ? '' : String(value), placeholder: value === null ? '(none)' : '' });
   i.dataset.kind = value === null ? 'nullable' : 'string';
@@ -54,8 +61,11 @@ function put(target: Record<string, unknown>, path: string[], value: unknown): v
   put(next, rest, value);
 }
 
-/** The form's value. A number input left empty is sent as null, so the API names the field. */
-export function readConfigForm(form: HTMLElement): Record<string, unknown> {
+/**
+ * The form's value, or the first member that is not even JSON (as the API's 400 would name it).
+ * A number input left empty is sent as null, so the API names the field.
+ */
+export function readConfigForm(form: HTMLElement): { value: Record<string, unknown> } | { field: string; error: string } {
   const out: Record<string, unknown> = {};
   for (const e of form.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('[data-field]')) {
     const path = e.dataset.field ?? '';
@@ -63,10 +73,16 @@ export function readConfigForm(form: HTMLElement): Record<string, unknown> {
     let v: unknown;
     if (kind === 'number') v = e.value.trim() === '' ? null : Number(e.value);
     else if (kind === 'boolean') v = (e as HTMLInputElement).checked;
-    else if (kind === 'lines') v = e.value.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+    else if (kind === 'json') {
+      try {
+        v = JSON.parse(e.value || 'null') as unknown;
+      } catch (err) {
+        return { field: path, error: `${path}: not JSON (${(err as Error).message})` };
+      }
+    } else if (kind === 'lines') v = e.value.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
     // An emptied text is null: a nullable member (the server password) is cleared, another one refused by name.
     else v = e.value === '' ? null : e.value;
     put(out, path.split('.'), v);
   }
-  return out;
+  return { value: out };
 }

@@ -231,6 +231,7 @@ async function loadOverrides(): Promise<void> {
     return el('tr', {}, el('td', {}, r.room), el('td', {}, r.class), el('td', {}, r.shard === null ? '-' : String(r.shard)), el('td', { className: 'num' }, r.rate === null ? 'none' : String(r.rate)), el('td', {}, clear));
   });
   $<HTMLTableElement>('overrides').tBodies[0]?.replaceChildren(...rows);
+  $('overrides-count').textContent = found.length === 0 ? 'No room has a class of its own.' : `${found.length >= 200 ? 'The first 200' : found.length} rooms with a class of their own:`;
 }
 
 // ---- the cluster configuration
@@ -251,7 +252,9 @@ $('config-form').addEventListener('submit', (e) => {
   void (async () => {
     clearErrors(configBox);
     const form = $<HTMLFormElement>('config-form');
-    const a = await api<Record<string, unknown>>('PUT', '/api/config', { body: readConfigForm(form), ifMatch: configEtag ?? '"0"' });
+    const read = readConfigForm(form);
+    if (!('value' in read)) return showFailure(configBox, form, { status: 400, body: { error: read.error, statusCode: 400, field: read.field } }, 'The configuration', () => void loadConfig());
+    const a = await api<Record<string, unknown>>('PUT', '/api/config', { body: read.value, ifMatch: configEtag ?? '"0"' });
     if (!a.ok) return showFailure(configBox, form, a, 'The configuration', () => void loadConfig());
     await loadConfig();
     notice(configBox, 'good', `Configuration saved (revision ${a.etag ?? '?'}); every instance applies it within a second.`);

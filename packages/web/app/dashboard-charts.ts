@@ -3,7 +3,7 @@
 
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import type { Tick } from './dashboard-model.js';
+import { compact, type Tick } from './dashboard-model.js';
 
 const POINTS = 300;
 
@@ -60,8 +60,10 @@ class Chart {
         width,
         height: 150,
         cursor: { drag: { x: false, y: false } },
+        // Values show on the axes; a legend that follows the pointer would only add "--" cells.
+        legend: { live: false },
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
-        axes: [{ stroke: '#6b7280', grid: { stroke: '#e5e7eb' } }, { stroke: '#6b7280', grid: { stroke: '#e5e7eb' }, size: 50 }],
+        axes: [{ stroke: '#6b7280', grid: { stroke: '#e5e7eb' } }, { stroke: '#6b7280', grid: { stroke: '#e5e7eb' }, size: 48, values: (_u, splits) => splits.map((v) => compact(v)) }],
         series: [{}, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5, ...(s.fill ? { fill: s.fill } : {}), spanGaps: false }))],
       },
       this.data as uPlot.AlignedData,
