@@ -187,7 +187,7 @@ export class ParleyServer {
     this.node = new ChatNode({
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
       // Accounts are pinned to shards like rooms (`acct:<name>`), through the same directory.
-      accounts: (this.accounts = new PgAccountStore({ directory })),
+      accounts: (this.accounts = new PgAccountStore({ directory, ...(secrets.pg !== undefined ? { password: secrets.pg } : {}) })),
       broker: (handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log),
       commands: COMMANDS, metrics: this.metrics, log: this.log,
       admission, outcomes: new QosOutcomes(qosDirectory, counters, (shard) => this.metrics.shardSeries(shard)),

@@ -1,3 +1,4 @@
+import { urlWithPassword } from '../secrets.js';
 import pg from 'pg';
 import type { ShardDirectory, ShardInfo } from '../store/directory.js';
 import { StoreUnavailableError } from '../store/errors.js';
@@ -9,6 +10,8 @@ export interface PgAccountStoreOptions {
   directory: ShardDirectory;
   /** a query fails after this many ms, waiting for a connection included (default 5000) */
   timeoutMs?: number;
+  /** the shards' password (from `--pg-password-file`); shard URLs carry none */
+  password?: string;
   /** idle connections close after this many ms (default 10000) */
   idleMs?: number;
 }
@@ -58,7 +61,7 @@ export class PgAccountStore implements AccountStore {
     let entry = this.pools.get(info.id);
     if (!entry) {
       const pool = new pg.Pool({
-        connectionString: info.url, max: 2, idleTimeoutMillis: this.idleMs,
+        connectionString: urlWithPassword(info.url, this.o.password), max: 2, idleTimeoutMillis: this.idleMs,
         connectionTimeoutMillis: this.timeoutMs, statement_timeout: this.timeoutMs, query_timeout: this.timeoutMs,
         application_name: 'parley-accounts',
       });
