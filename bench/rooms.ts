@@ -7,15 +7,15 @@
  *
  *   node --import tsx bench/rooms.ts [--rooms 1000] [--members-per-room 10] [--users 10000]
  *        [--messages-per-room 100] [--window 1] [--payload-bytes 100]
- *        [--systems parley,socketio,ws] [--transports ws] [--fsync on|off] [--instances 2]
+ *        [--systems parley,socketio,ws] [--transports ws] [--fsync on|off] [--instances 2] [--qos off|on|both]
  */
-import { benchArgs, parseContenders, runScenario } from './lib/compare.js';
+import { benchArgs, parseContenders, qosFlag, runScenario } from './lib/compare.js';
 
 const USAGE =
-  'usage: node --import tsx bench/rooms.ts [--rooms 1000] [--members-per-room 10] [--users 10000] [--messages-per-room 100] [--window 1] [--payload-bytes 100] [--systems parley,socketio,ws] [--transports ws] [--fsync on|off] [--instances 2]';
+  'usage: node --import tsx bench/rooms.ts [--rooms 1000] [--members-per-room 10] [--users 10000] [--messages-per-room 100] [--window 1] [--payload-bytes 100] [--systems parley,socketio,ws] [--transports ws] [--fsync on|off] [--instances 2] [--qos off|on|both]';
 const a = benchArgs(
   process.argv.slice(2),
-  { rooms: '1000', 'members-per-room': '10', users: '10000', 'messages-per-room': '100', window: '1', 'payload-bytes': '100', systems: 'parley,socketio,ws', transports: 'ws', fsync: 'on', instances: '2' },
+  { rooms: '1000', 'members-per-room': '10', users: '10000', 'messages-per-room': '100', window: '1', 'payload-bytes': '100', systems: 'parley,socketio,ws', transports: 'ws', fsync: 'on', instances: '2', qos: 'off' },
   USAGE,
 );
 
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     contenders: parseContenders(a.systems!, a.transports!),
     instances: Number(a.instances),
     fsync: a.fsync === 'on',
+    qos: qosFlag(a.qos),
     load,
     notes: [
       'Members alternate between the instances, so most deliveries cross instances (Parley and Socket.IO through Redis).',

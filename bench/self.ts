@@ -6,14 +6,14 @@
  * load against the Socket.IO baseline and the bare ws server.
  *
  *   node --import tsx bench/self.ts [--seconds 10] [--window 1000] [--payload-bytes 100]
- *        [--systems parley,socketio,ws] [--transports tcp,ws] [--fsync on|off] [--instances 2]
+ *        [--systems parley,socketio,ws] [--transports tcp,ws] [--fsync on|off] [--instances 2] [--qos off|on|both]
  *
  * The same run by hand: parley load --users 1 --rooms 1 --members-per-room 1 --rate max --window 1000 --duration 10
  */
-import { benchArgs, parseContenders, runScenario } from './lib/compare.js';
+import { benchArgs, parseContenders, qosFlag, runScenario } from './lib/compare.js';
 
-const USAGE = 'usage: node --import tsx bench/self.ts [--seconds 10] [--window 1000] [--payload-bytes 100] [--systems parley,socketio,ws] [--transports tcp,ws] [--fsync on|off] [--instances 2]';
-const a = benchArgs(process.argv.slice(2), { seconds: '10', window: '1000', 'payload-bytes': '100', systems: 'parley,socketio,ws', transports: 'tcp,ws', fsync: 'on', instances: '2' }, USAGE);
+const USAGE = 'usage: node --import tsx bench/self.ts [--seconds 10] [--window 1000] [--payload-bytes 100] [--systems parley,socketio,ws] [--transports tcp,ws] [--fsync on|off] [--instances 2] [--qos off|on|both]';
+const a = benchArgs(process.argv.slice(2), { seconds: '10', window: '1000', 'payload-bytes': '100', systems: 'parley,socketio,ws', transports: 'tcp,ws', fsync: 'on', instances: '2', qos: 'off' }, USAGE);
 
 async function main(): Promise<void> {
   const load = { users: 1, rooms: 1, membersPerRoom: 1, rate: 'max', window: a.window, duration: a.seconds, payloadBytes: a['payload-bytes'] };
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     contenders: parseContenders(a.systems!, a.transports!),
     instances: Number(a.instances),
     fsync: a.fsync === 'on',
+    qos: qosFlag(a.qos),
     load,
     notes: [
       'Parley acknowledges a message with its echo once it is committed in PostgreSQL; Socket.IO acks after the broadcast (published to Redis, no database); bare ws echoes at once.',

@@ -13,12 +13,14 @@ import type { LoadResult } from '../../packages/cli/src/load/result.js';
 import { runLoad } from '../../packages/cli/src/load/run.js';
 import { startServices, type Services } from '../../test/harness/index.js';
 import { cores, cpuBetween, sampleCpu, type CpuFigures, type CpuSample } from './proc.js';
-import { repoRoot, startInspircdSystem, startParley, startSocketIo, startWsBroadcast, type System, type SystemKind } from './systems.js';
+import { BENCH_QOS_CLASS, repoRoot, startInspircdSystem, startParley, startSocketIo, startWsBroadcast, type System, type SystemKind } from './systems.js';
 
 export interface Contender {
   kind: SystemKind;
   /** Parley and InspIRCd: the IRC transport (the other baselines speak WebSocket only) */
   transport?: 'tcp' | 'ws';
+  /** Parley only: with a `default` QoS class far above the offered rate (BENCH_QOS_CLASS) */
+  qos?: boolean;
 }
 
 /** The transport a contender is measured over. */
@@ -36,6 +38,8 @@ export interface Scenario {
   contenders: Contender[];
   instances: number;
   fsync: boolean;
+  /** Parley without a QoS class, with one far above the offered rate (BENCH_QOS_CLASS: the cost of QoS, nothing refused), or both in turn */
+  qos?: QosMode;
   /** `parley load` options without target/driver/transport/out */
   load: Record<string, unknown>;
   /** what an acknowledgement means per system, for the table's footnote */
@@ -88,7 +92,7 @@ function parleyFigures(before: MetricMap[], after: MetricMap[]): Record<string, 
 async function start(services: Services, c: Contender, instances: number): Promise<System> {
   switch (c.kind) {
     case 'parley':
-      return startParley(services, instances);
+      return startParley(services, instances, { qos: c.qos ? BENCH_QOS_CLASS : null });
     case 'socketio':
       return startSocketIo(services, instances);
     case 'inspircd':
@@ -99,7 +103,7 @@ async function start(services: Services, c: Contender, instances: number): Promi
 }
 
 export const labelOf = (c: Contender): string =>
-  c.kind === 'parley' ? `Parley ${transportOf(c)}` : c.kind === 'inspircd' ? `InspIRCd ${transportOf(c)}` : c.kind === 'socketio' ? 'Socket.IO ws' : 'bare ws';
+  c.kind === 'parley' ? `Parley ${transportOf(c)}${c.qos ? ' QoS on' : ''}` : c.kind === 'inspircd' ? `InspIRCd ${transportOf(c)}` : c.kind === 'socketio' ? 'Socket.IO ws' : 'bare ws';
 
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '-');
 const f = (v: number, d = 2): string => (Number.isFinite(v) ? v.toFixed(d) : '-');
@@ -128,7 +132,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     services = await startServices({ pgFsync: s.fsync });
-    for (const c of s.contenders) {
+    for (const c of withQos(s.contenders, s.qos ?? 'off')) {
       if (ac.signal.aborted) break;
       const label = labelOf(c);
       system = await start(services, c, s.instances);
@@ -167,7 +171,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
       });
       const cpu = cpuBetween(sys.groups, cpu0 ?? sampleCpu(sys.groups), cpu1 ?? sampleCpu(sys.groups));
       const server = sys.kind === 'parley' ? parleyFigures(await m0, await Promise.all(sys.httpPorts.map(scrapeMetrics))) : undefined;
-      const file = path.join(resultsDir, `${s.id}-${c.kind}${c.kind === 'parley' || c.kind === 'inspircd' ? `-${transportOf(c)}` : ''}-${stamp}.json`);
+      const file = path.join(resultsDir, `${s.id}-${c.kind}${c.kind === 'parley' || c.kind === 'inspircd' ? `-${transportOf(c)}` : ''}${c.qos ? '-qos' : ''}-${stamp}.json`);
       fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
       rows.push({ label, contender: c, result, cpu, file: path.relative(process.cwd(), file), ...(server ? { server } : {}) });
       await system.stop();
@@ -183,7 +187,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
   const summary = path.join(resultsDir, `${s.id}-${stamp}.json`);
   fs.writeFileSync(
     summary,
-    JSON.stringify({ scenario: s.id, title: s.title, load: s.load, instances: s.instances, fsync: s.fsync, cores, rows: rows.map((r) => ({ label: r.label, file: r.file, cpu: r.cpu, server: r.server, totals: r.result.totals, latency: r.result.latency, generator: r.result.generator, seconds: seconds(r.result) })) }, null, 2) + '\n',
+    JSON.stringify({ scenario: s.id, title: s.title, load: s.load, instances: s.instances, fsync: s.fsync, qos: s.qos ?? 'off', qosClass: BENCH_QOS_CLASS, cores, rows: rows.map((r) => ({ label: r.label, file: r.file, cpu: r.cpu, server: r.server, totals: r.result.totals, latency: r.result.latency, generator: r.result.generator, seconds: seconds(r.result) })) }, null, 2) + '\n',
   );
   console.log(`\nresults: ${rows.map((r) => r.file).join(' ')} ${path.relative(process.cwd(), summary)}`);
   return rows;
@@ -192,7 +196,7 @@ export async function runScenario(s: Scenario): Promise<Row[]> {
 export function printTable(s: Scenario, rows: Row[]): void {
   const out: string[] = [''];
   out.push(`${s.title}`);
-  out.push(`  load: ${s.describe}; ${s.instances} instances per clustered system; PostgreSQL fsync ${s.fsync ? 'on' : 'off'}; ${cores} cores shared by everything`);
+  out.push(`  load: ${s.describe}; ${s.instances} instances per clustered system; PostgreSQL fsync ${s.fsync ? 'on' : 'off'}; Parley QoS ${s.qos === 'on' || s.qos === 'both' ? `${s.qos === 'both' ? 'off and on' : 'on'} ("on": a default class of ${BENCH_QOS_CLASS.rate.toLocaleString('en-US')}/s, so every message takes the QoS path and none is refused)` : 'off (no class)'}; ${cores} cores shared by everything`);
   const header = ['system', 'acked/s', 'deliv/s', 'of offered', 'ack p50', 'ack p99', 'dlv p50', 'dlv p99', 'lost', 'dup', 'CPU srv', 'CPU db', 'CPU redis', 'CPU load', 'CPU all', 'other'];
   const left = [true];
   const body = rows.map((r) => {
@@ -229,7 +233,11 @@ export function printTable(s: Scenario, rows: Row[]): void {
   out.push('  "CPU load" is the load generator (this process), which shares the cores with the servers; "other" is what the rest of the machine used meanwhile (noise).');
   for (const n of s.notes ?? []) out.push(`  ${n}`);
   const ratios = rows.flatMap((base) =>
-    base.contender.kind !== 'parley' ? [] : rows.filter((r) => r.contender.kind !== 'parley' && transportOf(r.contender) === transportOf(base.contender)).map((r) => [base, r] as const),
+    base.contender.kind !== 'parley'
+      ? []
+      : rows
+          .filter((r) => transportOf(r.contender) === transportOf(base.contender) && (r.contender.kind !== 'parley' || (base.contender.qos === true && r.contender.qos !== true)))
+          .map((r) => [base, r] as const),
   );
   if (ratios.length > 0) {
     out.push('');
@@ -256,6 +264,21 @@ export function printTable(s: Scenario, rows: Row[]): void {
     out.push(`  ${r.label}: ${bits.join('; ')}`);
   }
   console.log(out.join('\n'));
+}
+
+export type QosMode = 'off' | 'on' | 'both';
+
+/** `--qos on|off|both` of a bench script. */
+export function qosFlag(v: string | undefined): QosMode {
+  if (v === undefined) return 'off';
+  if (v === 'on' || v === 'off' || v === 'both') return v;
+  console.error(`--qos: on, off or both, not '${v}'`);
+  process.exit(1);
+}
+
+/** Every Parley contender without QoS, with it, or both (without first), in the order given. */
+export function withQos(contenders: readonly Contender[], mode: QosMode): Contender[] {
+  return contenders.flatMap((c) => (c.kind !== 'parley' ? [c] : mode === 'both' ? [{ ...c, qos: false }, { ...c, qos: true }] : [{ ...c, qos: mode === 'on' }]));
 }
 
 /** Parses `--name value` flags of a bench script; unknown flags are an error. */

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
+import { etcdKeys, type QosClass } from '@parley/contracts';
 import { uniqueName, type Services } from '../../test/harness/index.js';
 import { spawnParley, type ParleyProcess } from '../../test/harness/parley.js';
 import { startInspircd } from './inspircd.js';
@@ -38,13 +39,26 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-/** Parley's flood limit off in `/<prefix>/config`, then `n` instances. */
-export async function startParley(services: Services, n: number): Promise<System> {
+/**
+ * "QoS on" for a benchmark: a `default` class so far above any offered rate that nothing is
+ * refused, so every message goes through the QoS path (a room far from its limit: admitted at
+ * once, its tokens taken afterwards) and the run measures what QoS costs, not what it refuses.
+ */
+export const BENCH_QOS_CLASS: QosClass = { rate: 1_000_000, burst: 1_000_000, description: 'bench: QoS on, nothing refused' };
+
+export interface ParleyOptions {
+  /** a `default` QoS class for every room (null: no class, rooms have no limit) */
+  qos?: QosClass | null;
+}
+
+/** Parley's flood limit off in `/<prefix>/config` (and the `default` QoS class, if given), then `n` instances. */
+export async function startParley(services: Services, n: number, o: ParleyOptions = {}): Promise<System> {
   const prefix = uniqueName('bench');
   const dbUrl = await services.postgres!.createDatabase(prefix);
   const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
   try {
     await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 0 } }));
+    if (o.qos) await etcd.put(etcdKeys(prefix).qosClass('default')).value(JSON.stringify(o.qos));
   } finally {
     etcd.close();
   }
@@ -63,7 +77,7 @@ export async function startParley(services: Services, n: number): Promise<System
   }
   return {
     kind: 'parley',
-    label: `Parley (${n} instances, PostgreSQL${services.postgres ? '' : '?'} + Redis)`,
+    label: `Parley (${n} instances, PostgreSQL${services.postgres ? '' : '?'} + Redis${o.qos ? `, QoS class default ${o.qos.rate}/s` : ''})`,
     targets: (t) => inst.map((p) => `127.0.0.1:${t === 'tcp' ? p.tcpPort : p.wsPort}`),
     groups: [
       { name: 'servers', pids: inst.map((p) => p.pid) },

@@ -97,4 +97,16 @@ describe('load accounting helpers', () => {
     assert.ok(Math.abs(e[0]!.ack.p50 - 4) < 0.01, String(e[0]!.ack.p50));
     assert.ok(Math.abs(e[2]!.deliver.p99 - 8) < 0.01, String(e[2]!.deliver.p99));
   });
+
+  it('per-room rates (programmatic): one per room, not with --rate, within one process\'s reach', () => {
+    const o = parseLoadOptions({ ...base, rooms: '3', users: '6', membersPerRoom: '2', roomRates: [1, 2.5, 10], messagesPerRoom: '20' });
+    assert.deepEqual(o.roomRates, [1, 2.5, 10]);
+    assert.equal(o.rate, null);
+    assert.equal(o.rateTotal, null);
+    assert.equal(parseLoadOptions({ ...base }).roomRates, null);
+    refused({ rooms: '3', users: '6', membersPerRoom: '2', roomRates: [1, 2] }, /2 given for 3 rooms/);
+    refused({ rooms: '2', users: '4', membersPerRoom: '2', roomRates: [1, 2], rate: '1' }, /per-room rates or --rate/);
+    refused({ rooms: '2', users: '4', membersPerRoom: '2', roomRates: [1, 0] }, /more than 0/);
+    refused({ rooms: '2', users: '4', membersPerRoom: '2', roomRates: [150_000, 150_000] }, /more than one load process/);
+  });
 });

@@ -11,6 +11,7 @@ import { barChart, esc, lineChart, logTicks, niceTicks, truncate } from '../../p
 import { ROOM_LIMIT, buildReport, labelRuns, pct, ratio, topRooms } from '../../packages/cli/src/load/report-html.js';
 import type { Run } from '../../packages/cli/src/load/report-html.js';
 import { PNG_WIDTH, ReportError, registerReport, renderPng, writeReport } from '../../packages/cli/src/load/report.js';
+import { qosChart, qosHeadline, qosStats } from '../../packages/cli/src/load/report-qos.js';
 
 /* `parley report`: the result-file schema, the SVG charts, the HTML page and the command. */
 
@@ -350,5 +351,63 @@ describe('writing the report', () => {
   it('an output directory that cannot be made', () => {
     const blocker = file('x');
     assert.throws(() => writeReport([file(sampleResult())], { out: path.join(blocker, 'sub') }), (e: Error) => e instanceof ReportError && e.message.startsWith(`${path.join(blocker, 'sub')}: cannot create the output directory: `));
+  });
+});
+
+describe('the QoS section', () => {
+  const withQos = sampleResult({ name: 'qos', qosRooms: 30, seconds: 20 });
+
+  it('an old result (no qos) renders as before: no QoS section, no qos.png', () => {
+    const rep = buildReport(runs(sampleResult()));
+    assert.ok(!rep.html.includes('QoS: per-room limits'));
+    assert.ok(!rep.charts.some((c) => c.png.startsWith('qos')));
+  });
+
+  it('a result with a QoS section: the chart, the class and room tables, the run', () => {
+    const rep = buildReport(runs(withQos));
+    const chart = rep.charts.find((c) => c.png === 'qos.png');
+    assert.ok(chart, 'qos.png');
+    assert.ok(!/NaN|Infinity|undefined/.test(chart.svg));
+    assert.match(rep.html, /<section id="qos"><h2>QoS: per-room limits<\/h2>/);
+    assert.match(rep.html, /30 of 30 rooms within ±5% of their limit/);
+    for (const name of ['bronze', 'silver', 'gold']) assert.ok(rep.html.includes(`<code>${name}</code>`), name);
+    for (const r of withQos.qos!.rooms) assert.ok(rep.html.includes(r.room), r.room);
+    assert.match(rep.html, /The run: 9 shards, 30 rooms, 2 instances/);
+    assert.ok(!/NaN|Infinity|undefined/.test(rep.html));
+    const png = renderPng(chart.svg);
+    assert.equal(pngSize(png).width, PNG_WIDTH);
+  });
+
+  it('with several runs, one QoS chart per run that has a section', () => {
+    const rep = buildReport(runs(sampleResult(), withQos));
+    assert.deepEqual(rep.charts.filter((c) => c.png.startsWith('qos')).map((c) => c.png), ['qos-2.png']);
+  });
+
+  it('stats: within the tolerance, the worst room, per class', () => {
+    const q = structuredClone(withQos.qos!);
+    q.rooms[4]!.errorPct = -7.5;
+    q.rooms[4]!.acceptedRate = q.rooms[4]!.rate * 0.925;
+    q.rooms[7]!.errorPct = null;
+    q.rooms[7]!.acceptedRate = null;
+    const st = qosStats(q);
+    assert.equal(st.rooms, 30);
+    assert.equal(st.measured, 29);
+    assert.equal(st.within, 28);
+    assert.equal(st.worst?.room, q.rooms[4]!.room);
+    assert.equal(st.classes.reduce((s, c) => s + c.rooms, 0), 30);
+    assert.equal(st.absError?.max, 7.5);
+    assert.match(qosHeadline(q, st), /^28 of 29 rooms within ±5% of their limit \(1 not measured\); worst #qos-4 \(silver, limit 5\/s\): 4\.63\/s, −7\.50%/);
+  });
+
+  it('a chart with negative errors extends its axis below zero', () => {
+    const q = structuredClone(withQos.qos!);
+    q.rooms[0]!.errorPct = -12;
+    const svg = qosChart(q, 'x');
+    assert.match(svg, />-15<\/text>|>−15<\/text>/);
+  });
+
+  it('a malformed QoS section is refused with its path', () => {
+    const msg = failure(edited((x) => { x.qos.rooms[2].accepted = -1; }, withQos));
+    assert.ok(msg.includes('qos.rooms[2].accepted: expected a count'), msg);
   });
 });
