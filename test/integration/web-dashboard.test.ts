@@ -383,3 +383,33 @@ describe('configuration page', () => {
     await page.close();
   });
 });
+
+describe('live feed', () => {
+  it('streams rooms and ticks to a plain HTTP client, and ends the stream when its instance shuts down', async () => {
+    const res = await fetch(url(1, '/api/live'), { headers: { accept: 'text/event-stream' } });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const dec = new TextDecoder();
+    let text = '';
+    // The stream starts with the room list and a full tick.
+    while (!/event: tick\ndata: .*\n\n/.test(text)) {
+      const { value, done } = await reader.read();
+      assert.equal(done, false, `stream ended early: ${text.slice(0, 300)}`);
+      text += dec.decode(value, { stream: true });
+    }
+    assert.match(text, /^retry: 2000\n\n/);
+    const rooms = JSON.parse(/event: rooms\ndata: (.*)\n\n/.exec(text)?.[1] ?? 'null') as { rooms: Array<{ room: string }> };
+    assert.ok(rooms.rooms.some((r) => r.room === '#room0999'));
+    const tick = JSON.parse(/event: tick\ndata: (.*)\n\n/.exec(text)?.[1] ?? 'null') as { full: boolean; instances: Array<{ id: string; stats?: unknown }> };
+    assert.equal(tick.full, true);
+    assert.deepEqual(tick.instances.map((i) => i.id), ['d1', 'd2']);
+    assert.ok(tick.instances.every((i) => i.stats !== undefined));
+    // Shutdown ends the stream (the server does not wait for it).
+    await srv(1).close();
+    for (;;) {
+      const { done } = await reader.read();
+      if (done) break;
+    }
+  });
+});
