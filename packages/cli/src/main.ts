@@ -37,11 +37,18 @@ program
   .option('--pg-password-file <path>', "file with the PostgreSQL password of the user in the shards' URLs", env.PARLEY_PG_PASSWORD_FILE)
   .option('--etcd-user <name>', 'etcd user (with --etcd-password-file)', env.PARLEY_ETCD_USER)
   .option('--etcd-password-file <path>', "file with the etcd user's password (none: etcd without authentication)", env.PARLEY_ETCD_PASSWORD_FILE)
+  .option('--cluster-key-file <path>', 'file with the cluster key: bus payloads carry its HMAC, others are dropped (every instance the same file)', env.PARLEY_CLUSTER_KEY_FILE)
+  .option('--tls-cert <path>', 'PEM certificate of the TLS listeners (reloaded when it changes)', env.PARLEY_TLS_CERT)
+  .option('--tls-key <path>', 'PEM private key of --tls-cert', env.PARLEY_TLS_KEY)
+  .option('--tls-port <port>', 'IRC over TLS port (6697; 0 = any free)', intArg('--tls-port'), env.PARLEY_TLS_PORT ? Number(env.PARLEY_TLS_PORT) : undefined)
+  .option('--https-port <port>', 'HTTPS and WSS port (0 = any free)', intArg('--https-port'), env.PARLEY_HTTPS_PORT ? Number(env.PARLEY_HTTPS_PORT) : undefined)
+  .option('--trusted-proxies <addrs>', 'front door addresses whose PROXY header / X-Forwarded-For name the client, comma-separated [env PARLEY_TRUSTED_PROXIES]', list)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
   .action(async (o: Record<string, unknown>) => {
     // List options: the command line replaces the environment rather than adding to it.
     o.etcd ??= env.PARLEY_ETCD ? list(env.PARLEY_ETCD) : undefined;
     o.pg ??= env.PARLEY_PG ? list(env.PARLEY_PG) : undefined;
+    o.trustedProxies ??= env.PARLEY_TRUSTED_PROXIES ? list(env.PARLEY_TRUSTED_PROXIES) : undefined;
     const parsed = InstanceOptionsSchema.safeParse(Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)));
     if (!parsed.success) die(`invalid option: ${describeZodError(parsed.error)}`);
     const server = new ParleyServer(parsed.data);

@@ -56,6 +56,25 @@ export const InstanceOptionsSchema = z
     etcdUser: z.string().min(1).default('parley'),
     /** file holding the etcd password of `etcdUser` (none: etcd without authentication); read once at start */
     etcdPasswordFile: z.string().min(1).optional(),
+    /**
+     * file holding the cluster key (its first line): every payload between instances carries an
+     * HMAC with it and one without a valid MAC is dropped; all instances of a cluster need the same
+     * key. None: payloads unauthenticated (tests, development; docs/security.md)
+     */
+    clusterKeyFile: z.string().min(1).optional(),
+    /** PEM certificate (chain) of the TLS listeners; reloaded when the file changes */
+    tlsCert: z.string().min(1).optional(),
+    /** PEM private key of `tlsCert`; reloaded when the file changes */
+    tlsKey: z.string().min(1).optional(),
+    /** IRC over TLS port (6697 by convention; 0 = any free); none: no IRC over TLS. Needs tlsCert and tlsKey */
+    tlsPort: port.optional(),
+    /** HTTPS and WSS port (0 = any free); none: no HTTPS. Needs tlsCert and tlsKey */
+    httpsPort: port.optional(),
+    /**
+     * addresses of the front door(s): their PROXY header (IRC, HTTPS) and X-Forwarded-For (HTTP)
+     * name the client's address; from anyone else both are ignored
+     */
+    trustedProxies: z.array(z.string().min(1)).default([]),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict();

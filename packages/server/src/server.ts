@@ -15,6 +15,10 @@ import { createHttpServer } from './net/http.js';
 import { AdminAuth, AdminTokenError, readAdminToken } from './net/api/index.js';
 import { InstanceSampler } from './net/api/instances.js';
 import { createTcpServer } from './net/tcp.js';
+import { Door } from './net/door.js';
+import { TlsConfigError, TlsFiles } from './net/tls.js';
+import { createHttpsListener } from './net/http.js';
+import { sealedBroker } from './core/bus.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
 import { PgAccountStore } from './accounts/store-pg.js';
 import { BacklogAdmission } from './core/admission.js';
@@ -58,6 +62,10 @@ export class ParleyServer {
   private qosFeed: EtcdQosFeed | null = null;
   private qosRedis: Redis | null = null;
   private tcp!: net.Server;
+  /** IRC over TLS and HTTPS/WSS listeners, when configured */
+  private tlsServers: net.Server[] = [];
+  private tlsFiles: TlsFiles | null = null;
+  private door: Door | null = null;
   private http!: FastifyInstance;
   private timer: NodeJS.Timeout | null = null;
   private starting: Promise<void> | null = null;
@@ -65,6 +73,9 @@ export class ParleyServer {
   private ready = false;
   tcpPort = 0;
   wsPort = 0;
+  /** 0 when not listening */
+  tlsPort = 0;
+  httpsPort = 0;
 
   constructor(readonly opts: InstanceOptions, log?: Logger) {
     this.id = opts.id ?? `${os.hostname().replace(/[^A-Za-z0-9_.-]/g, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
@@ -99,6 +110,26 @@ export class ParleyServer {
       throw err;
     }
     const redisUrl = urlWithPassword(o.redis, secrets.redis);
+    let clusterKey: Buffer | null = null;
+    let tlsFiles: TlsFiles | null = null;
+    try {
+      // The file's first line, as text: every instance given the same file derives the same key.
+      if (o.clusterKeyFile !== undefined) clusterKey = Buffer.from(readSecretFile(o.clusterKeyFile, 'cluster key'));
+      if ((o.tlsPort !== undefined || o.httpsPort !== undefined) && (o.tlsCert === undefined || o.tlsKey === undefined)) {
+        throw new StartupError('--tls-port and --https-port need --tls-cert and --tls-key');
+      }
+      if (o.tlsCert !== undefined && o.tlsKey !== undefined) {
+        tlsFiles = this.tlsFiles = new TlsFiles({
+          certFile: o.tlsCert, keyFile: o.tlsKey, log: this.log,
+          changed: (pair) => {
+            for (const set of this.tlsContexts) set(pair);
+          },
+        });
+      }
+    } catch (err) {
+      if (err instanceof SecretFileError || err instanceof TlsConfigError) throw new StartupError(err.message);
+      throw err;
+    }
     const etcdPrefix = `/${o.prefix}`;
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
@@ -188,7 +219,12 @@ export class ParleyServer {
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
       // Accounts are pinned to shards like rooms (`acct:<name>`), through the same directory.
       accounts: (this.accounts = new PgAccountStore({ directory, ...(secrets.pg !== undefined ? { password: secrets.pg } : {}) })),
-      broker: (handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log),
+      broker: clusterKey === null
+        ? (handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log)
+        : sealedBroker((handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log), {
+          key: clusterKey, instanceId: this.id,
+          rejected: (topic, bytes) => this.busRejected(topic, bytes),
+        }),
       commands: COMMANDS, metrics: this.metrics, log: this.log,
       admission, outcomes: new QosOutcomes(qosDirectory, counters, (shard) => this.metrics.shardSeries(shard)),
     });
@@ -199,9 +235,13 @@ export class ParleyServer {
     }
     await this.node.recoverOwnId();
 
-    this.tcp = createTcpServer(this.node);
+    const door = (this.door = new Door({
+      config: () => this.node.config, redis: qosRedis, prefix: o.prefix, instanceId: this.id,
+      clusterKey, trustedProxies: o.trustedProxies, log: this.log,
+    }));
+    this.tcp = createTcpServer({ node: this.node, door }).server;
     this.http = createHttpServer({
-      node: this.node, ready: () => this.ready, clusterStats: () => this.clusterStats(),
+      node: this.node, door, ready: () => this.ready, clusterStats: () => this.clusterStats(),
       api: {
         etcd: this.registry.client, prefix: o.prefix, counters, auth: new AdminAuth(adminToken),
         shardDown: (id) => this.downShards.get(id) ?? null,
@@ -213,6 +253,25 @@ export class ParleyServer {
         this.tcp.listen(o.tcpPort, o.host, () => resolve());
       });
       await this.http.listen({ port: o.wsPort, host: o.host });
+      if (tlsFiles !== null) {
+        const context = () => tlsFiles.current;
+        const listeners = [
+          ...(o.tlsPort !== undefined ? [{ port: o.tlsPort, l: createTcpServer({ node: this.node, door, tls: { context } }), which: 'tls' as const }] : []),
+          ...(o.httpsPort !== undefined ? [{ port: o.httpsPort, l: createHttpsListener(this.http, door, context), which: 'https' as const }] : []),
+        ];
+        for (const { port, l, which } of listeners) {
+          this.tlsServers.push(l.server);
+          this.tlsContexts.push(l.setSecureContext);
+          await new Promise<void>((resolve, reject) => {
+            l.server.once('error', reject);
+            l.server.listen(port, o.host, () => resolve());
+          });
+          const bound = (l.server.address() as AddressInfo).port;
+          if (which === 'tls') this.tlsPort = bound;
+          else this.httpsPort = bound;
+        }
+        tlsFiles.watch();
+      }
     } catch (err) {
       throw new StartupError(`cannot listen on ${o.host}: ${(err as Error).message}`);
     }
@@ -238,7 +297,7 @@ export class ParleyServer {
     }, REGISTRY_UPDATE_MS);
     this.timer.unref();
     this.ready = true;
-    this.log.info({ tcpPort: this.tcpPort, wsPort: this.wsPort, host: o.host }, 'listening');
+    this.log.info({ tcpPort: this.tcpPort, wsPort: this.wsPort, ...(this.tlsPort ? { tlsPort: this.tlsPort } : {}), ...(this.httpsPort ? { httpsPort: this.httpsPort } : {}), host: o.host }, 'listening');
   }
 
   /**
@@ -249,6 +308,24 @@ export class ParleyServer {
   private async registerShards(): Promise<void> {
     const { pg, prefix, pgPoolSize } = this.opts;
     await registerShardUrls(this.registry.client, prefix, pg, pgPoolSize, this.log);
+  }
+
+  private readonly tlsContexts: ((pair: { cert: Buffer; key: Buffer }) => void)[] = [];
+  private busRejectedCount = 0;
+  private busRejectedLoggedAt = 0;
+
+  /**
+   * A bus payload without a valid cluster-key MAC: a forgery, or an instance with another key.
+   * Counted as a bus error; logged at most every 10 s, so a flood cannot fill the log.
+   */
+  private busRejected(topic: string, bytes: number): void {
+    this.metrics.busErrors.inc();
+    this.busRejectedCount++;
+    const now = Date.now();
+    if (now - this.busRejectedLoggedAt < 10_000) return;
+    this.busRejectedLoggedAt = now;
+    this.log.warn({ topic, bytes, dropped: this.busRejectedCount }, 'bus payload without a valid cluster-key MAC dropped (a forgery, or an instance with another --cluster-key-file)');
+    this.busRejectedCount = 0;
   }
 
   private reap(id: string): void {
@@ -293,6 +370,9 @@ export class ParleyServer {
     if (this.node) this.node.draining = true;
     if (this.registry) await Promise.race([this.registry.update({ state: 'draining' }), new Promise((r) => setTimeout(r, 500).unref())]);
     if (this.tcp?.listening) this.tcp.close();
+    for (const t of this.tlsServers) if (t.listening) t.close();
+    this.tlsFiles?.close();
+    this.door?.close();
     // Clients are dropped, their QUITs published and the bus flushed before Redis closes.
     await this.node?.close();
     await this.http?.close().catch(() => undefined);

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Broker, BrokerHandler } from '../cluster/broker.js';
 import type { Metrics } from '../metrics.js';
 import {
-  Kind, Presence, batchPrefix, decodeBatch, encodeBatch, encodeEnvelope, roomOfTopic, topics,
+  Kind, MAC_CHARS, Presence, batchPrefix, decodeBatch, encodeBatch, encodeEnvelope, openPayload, roomOfTopic, sealPayload, topics,
   type Envelope, type PresenceEnvelope,
 } from './envelope.js';
 
@@ -356,4 +356,48 @@ export class ClusterBus {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.broker.close();
   }
+}
+
+export interface SealOptions {
+  /** the cluster key (`--cluster-key-file`) */
+  key: Buffer;
+  /** this instance's id: its own payloads come back unchecked (the bus drops them unread) */
+  instanceId: string;
+  /** a payload without a valid MAC was dropped */
+  rejected(topic: string, bytes: number): void;
+}
+
+/**
+ * The broker between instances that share a cluster key: every payload leaves sealed with an
+ * HMAC (envelope.ts `sealPayload`), and one that arrives without a valid MAC is dropped before
+ * anything decodes it, so a client of Redis that may PUBLISH but lacks the key cannot reach a
+ * socket. One MAC per payload, i.e. per topic per tick; an instance's own payloads (every
+ * subscriber of a topic gets them back) cost no MAC check.
+ */
+export function sealedBroker(inner: BrokerFactory, o: SealOptions): BrokerFactory {
+  const own = batchPrefix(o.instanceId);
+  return (handler) => {
+    const broker = inner({
+      message: (topic, sealed) => {
+        if (sealed.startsWith(own, MAC_CHARS + 1)) {
+          handler.message(topic, sealed.slice(MAC_CHARS + 1));
+          return;
+        }
+        const body = openPayload(o.key, sealed);
+        if (body === null) o.rejected(topic, sealed.length);
+        else handler.message(topic, body);
+      },
+      status: (up) => handler.status(up),
+    });
+    return {
+      start: () => broker.start(),
+      close: () => broker.close(),
+      subscribe: (topic) => broker.subscribe(topic),
+      unsubscribe: (topic) => broker.unsubscribe(topic),
+      publish: (topic, payload) => broker.publish(topic, sealPayload(o.key, payload)),
+      get up() {
+        return broker.up;
+      },
+    };
+  };
 }

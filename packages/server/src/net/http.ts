@@ -7,6 +7,8 @@ import { z } from 'zod';
 import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
 import type { Transport } from '../core/session.js';
+import { REFUSAL_TEXT, forwardedAddress, type Door } from './door.js';
+import { createListener } from './tls.js';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -27,6 +29,8 @@ export interface HttpDeps {
   clusterStats: () => Promise<Record<string, unknown>>;
   /** the QoS, shard, room and configuration API (net/api) */
   api: ApiDeps;
+  /** origins, per-address limits, cloaks, the API's read budget (net/door.ts) */
+  door: Door;
 }
 
 const ChannelsQuery = z.object({ limit: z.coerce.number().int().min(1).max(10_000).default(1000) }).strict();
@@ -67,6 +71,18 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const { node } = deps;
   const app = Fastify({ logger: false });
   useZodRoutes(app);
+  const { door } = deps;
+
+  // The API's read routes cost one token of the client address's bucket (in-process requests of
+  // the live feed, `app.inject`, have no socket and cost nothing).
+  app.addHook('onRequest', async (req, reply) => {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || !req.url.startsWith('/api/') || !(req.raw.socket instanceof net.Socket)) return;
+    const retry = door.apiRetryAfter(clientAddress(req.raw, door));
+    if (retry > 0) {
+      return reply.status(429).header('retry-after', String(retry))
+        .send({ error: `too many requests from your address: retry in ${retry} s`, statusCode: 429, retryAfterSeconds: retry });
+    }
+  });
 
   app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
     if (err instanceof ApiError && err.statusCode < 500) return reply.status(err.statusCode).send(err.body());
@@ -109,7 +125,35 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => attach(node, ws, socket, req));
+    // A browser says which page opens the socket: only listed origins may drive a user's session.
+    const origin = req.headers.origin;
+    if (!door.originAllowed(origin)) {
+      node.log.debug({ origin }, 'WebSocket from a foreign origin refused');
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n\r\nthis origin may not connect here');
+      return;
+    }
+    const address = clientAddress(req, door);
+    door.admit(address).then(
+      (v) => {
+        if (socket.destroyed) {
+          if (!('refused' in v)) v.release();
+          return;
+        }
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          if ('refused' in v) {
+            // A browser cannot read the status of a refused upgrade: say why in IRC, then close.
+            ws.send(`ERROR :Closing Link: ${address} (${REFUSAL_TEXT[v.refused]})`);
+            ws.close(1008, 'too many connections');
+            return;
+          }
+          attach(node, door, ws, socket, req, address, v.release);
+        });
+      },
+      (err: Error) => {
+        node.log.error({ err: err.message }, 'admitting a WebSocket failed');
+        socket.destroy();
+      },
+    );
   });
   app.addHook('onClose', async () => {
     for (const c of wss.clients) c.terminate();
@@ -323,11 +367,37 @@ export function encodeFrames(lines: string[], opcode: number): Buffer {
   return buf;
 }
 
-function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMessage): void {
+/** Sockets accepted by the HTTPS listener, with the client address their PROXY header named. */
+const proxied = new WeakMap<object, string>();
+
+/** The client's address of a request: from the PROXY header, a trusted X-Forwarded-For, or the peer. */
+function clientAddress(req: IncomingMessage, door: Door): string {
+  return proxied.get(req.socket) ?? forwardedAddress(req.socket.remoteAddress ?? 'unknown', req.headers['x-forwarded-for'], door.trusted);
+}
+
+/**
+ * HTTPS and WSS for the same routes: a TLS listener (a PROXY header from a trusted front door
+ * first, if any) whose connections the HTTP server takes as its own.
+ */
+export function createHttpsListener(app: FastifyInstance, door: Door, context: () => { cert: Buffer; key: Buffer }): ReturnType<typeof createListener> {
+  return createListener({
+    trusted: door.trusted,
+    tls: { context },
+    onConnection: (sock, a) => {
+      proxied.set(sock, a.address);
+      app.server.emit('connection', sock);
+      sock.resume();
+    },
+  });
+}
+
+function attach(node: ChatNode, door: Door, ws: WebSocket, socket: Duplex, req: IncomingMessage, address: string, release: () => void): void {
   const binary = ws.protocol === WS_BINARY;
   const transport: Transport = {
     kind: 'ws',
-    remoteAddress: req.socket.remoteAddress ?? 'unknown',
+    remoteAddress: address,
+    host: door.displayHost(address),
+    secure: (req.socket as { encrypted?: boolean }).encrypted === true,
     writeLines(lines: string[]): void {
       if (ws.readyState !== ws.OPEN) return;
       // One frame per line, all frames of one flush in one buffer and one write. Server frames
@@ -370,5 +440,8 @@ function attach(node: ChatNode, ws: WebSocket, socket: Duplex, req: IncomingMess
     }
   });
   ws.on('error', () => undefined);
-  ws.on('close', () => node.disconnected(s, 'Connection closed'));
+  ws.on('close', () => {
+    release();
+    node.disconnected(s, 'Connection closed');
+  });
 }
