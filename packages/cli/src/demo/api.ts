@@ -20,7 +20,25 @@ export interface RoomView {
 export class DemoApi {
   constructor(private readonly base: string, private readonly token: string) {}
 
+  /**
+   * One request; a read (GET) that gets no answer or a 5xx is tried again (4 more times, 1 s
+   * apart): an instance busy with a thousand shards may miss its readiness check for a moment and
+   * the front door then answers 503.
+   */
   private async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+    for (let attempt = 0; ; attempt++) {
+      const retry = method === 'GET' && attempt < 4;
+      try {
+        const r = await this.once(method, route, body);
+        if (r.status < 500 || !retry) return r;
+      } catch (err) {
+        if (!retry) throw err;
+      }
+      await new Promise((res) => setTimeout(res, 1_000));
+    }
+  }
+
+  private async once(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
     let res: Response;
     try {
       res = await fetch(`${this.base}${route}`, {
