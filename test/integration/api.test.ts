@@ -371,16 +371,16 @@ describe('rooms', () => {
 
 describe('a shard that is down', () => {
   it('is shown down by the instance whose store found it down, and up by the other', async () => {
-    // Shard 43 points at a closed port; the direct conversation of two users, pinned to it by
-    // hand, makes A's store try it. (A channel would not do: its JOIN reads the shard first.)
+    // Shard 43 points at a closed port; a channel pinned to it by hand makes A's store try it
+    // (the JOIN reads the room's sequence position) and answer SHARD_UNAVAILABLE.
     const url = 'postgres://parley:secret@127.0.0.1:1/gone';
     assert.equal((await call(a, 'PUT', '/api/shards/43', { body: { url, state: 'draining' } })).status, 201);
-    await etcd.put(etcdKeys(prefix).room('dm:downpeer,downuser')).value(JSON.stringify({ shard: 43 }));
-    const [c, peer] = ['downuser', 'downpeer'].map((nick) => new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: a.tcpPort, nick }));
-    clients.push(c!, peer!);
-    await Promise.all([c!.connect(), peer!.connect()]);
-    const reply = await c!.request('PRIVMSG downpeer :to a shard that is down');
-    assert.ok(reply.some((m) => m.command === 'FAIL'), reply.map((m) => [m.command, ...m.params].join(' ')).join(' | '));
+    await etcd.put(etcdKeys(prefix).room('#downroom')).value(JSON.stringify({ shard: 43 }));
+    const c = new IrcClient({ transport: 'tcp', host: '127.0.0.1', port: a.tcpPort, nick: 'downuser' });
+    clients.push(c);
+    await c.connect();
+    const reply = await c.request('JOIN #downroom');
+    assert.ok(reply.some((m) => m.command === 'FAIL' && m.params[1] === 'SHARD_UNAVAILABLE'), reply.map((m) => [m.command, ...m.params].join(' ')).join(' | '));
     const onA = (await call(a, 'GET', '/api/shards/43')).body as { down: boolean; downReason?: string; url: string };
     assert.equal(onA.down, true, JSON.stringify(onA));
     assert.equal(typeof onA.downReason, 'string');

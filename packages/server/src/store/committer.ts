@@ -135,6 +135,14 @@ export class GroupCommitter {
     return this.health.down;
   }
 
+  /**
+   * A read (or a first use) found the shard unreachable: appends and reads fail at once until a
+   * probe gets an answer, exactly as when a commit finds it down.
+   */
+  markDown(cause: Error): void {
+    this.health.markDown(cause);
+  }
+
   /** messages waiting for a batch (not counting the one in flight) */
   get pending(): number {
     return this.queue.length;

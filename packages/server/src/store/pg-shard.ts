@@ -236,13 +236,17 @@ export class PgShard {
       await this.start();
     } catch (err) {
       // First use of a shard that does not answer: the same error as a read would give.
-      throw serverAnswer(err) ? err : new StoreUnavailableError(this.info.id, err);
+      if (serverAnswer(err)) throw err;
+      this.committer.markDown(err as Error);
+      throw new StoreUnavailableError(this.info.id, err);
     }
     try {
       return (await this.pool.query<T>(q.text, q.values)).rows;
     } catch (err) {
-      // No answer from the server (refused, broken, timed out): say so in the store's terms.
+      // No answer from the server (refused, broken, timed out): say so in the store's terms, and
+      // treat the shard as down until a probe gets an answer.
       if (err instanceof pg.DatabaseError) throw err;
+      this.committer.markDown(err as Error);
       throw new StoreUnavailableError(this.info.id, err);
     }
   }
