@@ -46,6 +46,39 @@ export const ClusterConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** what an instance lets in at its door (docs/security.md "At the door"), applied live */
+    door: z
+      .object({
+        /**
+         * browser origins allowed to open a WebSocket: exact (`https://chat.example.org`), any port
+         * (`http://localhost:*`), or `*` (any page on the web: only when meant). A request without
+         * an `Origin` (not a browser) is always allowed; any other origin gets 403.
+         */
+        wsOrigins: z
+          .array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'an origin is `*` or scheme://host[:port|:*] without a path'))
+          .max(1000)
+          .default(['http://localhost:*', 'https://localhost:*', 'http://127.0.0.1:*', 'https://127.0.0.1:*', 'http://[::1]:*', 'https://[::1]:*']),
+        /** open connections (IRC and WebSocket) from one address, cluster-wide; 0: no limit */
+        connectionsPerIp: z.number().int().min(0).max(1_000_000).default(50),
+        /** new connections (each a registration attempt) from one address per minute, cluster-wide; 0: no limit */
+        connectsPerIpPerMinute: z.number().int().min(0).max(1_000_000).default(120),
+        /**
+         * addresses the two limits above do not apply to (exact IPs): loopback by default, so the
+         * load tool and benchmarks on one machine can open thousands of connections
+         */
+        exemptIps: z.array(z.string().min(1).max(64)).max(1000).default(['127.0.0.1', '::1', '::ffff:127.0.0.1']),
+        /**
+         * show users a cloak (`parley-<8 hex>.ip`, a keyed hash of the address) instead of their
+         * address, in prefixes, WHO and WHOIS; opers see the address
+         */
+        cloakHosts: z.boolean().default(true),
+        /** sustained requests per second one address may make to the HTTP API's read routes (per instance); 0: no limit */
+        apiReadsPerSecond: z.number().min(0).max(1_000_000).default(20),
+        /** requests one address may make at once above that rate */
+        apiReadBurst: z.number().int().min(1).max(1_000_000).default(100),
+      })
+      .strict()
+      .prefault({}),
     /** seconds of silence before the server PINGs a client; twice that without reply drops it */
     pingIntervalSeconds: z.number().int().min(5).max(3600).default(90),
     accounts: z

@@ -8,7 +8,12 @@ import type { LocalRoom } from './room.js';
 /** What the network layer gives a session: a way to write lines and to hang up. */
 export interface Transport {
   readonly kind: 'tcp' | 'ws';
+  /** the client's address (through a trusted front door: the one it named) */
   readonly remoteAddress: string;
+  /** what other users see as the client's host (a cloak); absent: the address */
+  readonly host?: string;
+  /** the connection is TLS (IRC over TLS, WSS) */
+  readonly secure?: boolean;
   /** writes lines (no CRLF) in one go */
   writeLines(lines: string[]): void;
   /** bytes queued in the socket and not yet sent */
@@ -37,7 +42,12 @@ export class Session implements Responder {
   nickKey = '';
   private _user = '';
   realname = '';
+  /** the host in this user's prefix, WHO and WHOIS: a cloak of the address unless cloaking is off */
   readonly host: string;
+  /** the client's address, shown only to opers (and to the user itself) */
+  readonly realHost: string;
+  /** an IRC operator (OPER): sees real hosts */
+  isOper = false;
   registered = false;
   capNegotiating = false;
   caps = 0;
@@ -85,7 +95,8 @@ export class Session implements Responder {
     private readonly flusher: FlushScheduler,
     burst: number,
   ) {
-    this.host = transport.remoteAddress;
+    this.realHost = transport.remoteAddress;
+    this.host = transport.host ?? transport.remoteAddress;
     this.tokens = burst;
   }
 
