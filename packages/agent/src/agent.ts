@@ -495,6 +495,8 @@ export class Agent {
       ...(this.plan.redis ? ['--redis-password-file', this.paths.secret('redis-parley')] : []),
       ...(this.plan.shards.length > 0 ? ['--pg-password-file', this.paths.secret('pg-parley')] : []),
       ...(this.host.etcd.managed && this.etcdAuthOn ? ['--etcd-user', LAB_USERS.etcdInstance, '--etcd-password-file', this.paths.secret('etcd-parley')] : []),
+      // Payloads on the bus are signed with it; a forged PUBLISH never reaches a client.
+      '--cluster-key-file', this.paths.secret('cluster-key'),
     ];
     const [command, ...baseArgs] = this.o.serverCommand;
     return {

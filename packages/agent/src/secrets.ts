@@ -9,6 +9,7 @@
  *   redis-admin    Redis ACL user `admin` (every command): the agent's health checks, `parley status`
  *   redis-parley   Redis ACL user `parley` (the commands, keys and channels instances use): instances
  *   pg-parley      PostgreSQL role `parley` (owns the shard's database, no superuser): instances
+ *   cluster-key    HMAC key of the cluster bus and of host cloaks (every instance)
  *
  * A password, once made, is never replaced: the template, every shard, Redis's ACL file and etcd's
  * users were made with it. A deleted file is made again, and the agent brings every backend in
@@ -20,7 +21,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-export const SECRET_NAMES = ['etcd-root', 'etcd-parley', 'redis-admin', 'redis-parley', 'pg-parley'] as const;
+export const SECRET_NAMES = ['etcd-root', 'etcd-parley', 'redis-admin', 'redis-parley', 'pg-parley', 'cluster-key'] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 
 /** Backend user names the lab creates (the passwords are in the files above). */
