@@ -41,7 +41,7 @@ describe('parley demo qos: classes', () => {
 });
 
 describe('parley demo qos: options', () => {
-  const base: DemoQosOptions = { shards: 1000, rooms: 1000, messagesPerRoom: 150, rateMultiple: 2, stateDir: '.parley-demo', keep: false, instances: 2, out: 'qos-demo', timeout: 900, tolerance: 5 };
+  const base: DemoQosOptions = { shards: 1000, rooms: 1000, messagesPerRoom: 150, rateMultiple: 2, stateDir: '.parley-demo', keep: false, instances: 2, out: 'qos-demo', timeout: 900, tolerance: 5, warmup: true };
   it('the defaults pass; each bad value is one line naming the flag', () => {
     checkDemoOptions(base);
     const bad = (o: Partial<DemoQosOptions>, pattern: RegExp): void =>

@@ -30,6 +30,7 @@ export function register(program: Command): void {
     .option('--state-dir <dir>', 'the lab: one running there is used (and left running), else one is started there (and removed at the end)', '.parley-demo')
     .option('--timeout <s>', 'how long the lab and the shards may take to be ready', intArg('--timeout'), 900)
     .option('--keep', 'leave the lab it started running (parley clean --state-dir DIR removes it)', false)
+    .option('--no-warmup', 'no warm-up (by default 2 messages per room first, so that rooms are pinned and shard connections open before the measured load)')
     .action((o: DemoQosOptions) =>
       runDemoQos(o).then(
         (code) => {

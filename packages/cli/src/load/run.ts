@@ -52,6 +52,8 @@ export interface RunHooks {
   onWarning?(line: string): void;
   /** aborting ends the current phase; the result is still produced (generator.interrupted) */
   signal?: AbortSignal;
+  /** awaited once every user has joined, before the send phase starts (its time is in neither) */
+  beforeSend?(): Promise<void>;
 }
 
 /** A run that cannot go on; its message is one line for the user. */
@@ -295,6 +297,7 @@ class LoadRun implements DriverSink {
       this.enter('join');
       await this.joinAll();
       joinSeconds = (performance.now() - this.phaseStart) / 1000;
+      await this.hooks.beforeSend?.();
 
       loopDelay.enable();
       cpu0 = process.cpuUsage();
