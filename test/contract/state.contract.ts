@@ -361,7 +361,7 @@ export function stateContract(name: string, factory: StateClusterFactory): void 
         await s2.join('#m', '#m', 'Ben', MAX);
         assert.deepEqual(await s2.setModes('#m', 'ben', [{ add: false, mode: 't' }]), { kind: 'not-op' });
         assert.deepEqual(await s2.setModes('#m', 'cat', [{ add: false, mode: 't' }]), { kind: 'not-op' }, 'a non-member is not an operator');
-        assert.deepEqual(await s1.setModes('#m', 'amy', []), { kind: 'ok', applied: [], missing: [] });
+        assert.deepEqual(await s1.setModes('#m', 'amy', []), { kind: 'ok', applied: [], missing: [], full: [] });
 
         const r = await s1.setModes('#m', 'AMY', [
           { add: true, mode: 't' }, // already set: not reported
@@ -376,12 +376,13 @@ export function stateContract(name: string, factory: StateClusterFactory): void 
           kind: 'ok',
           applied: [{ add: false, mode: 'n' }, { add: true, mode: 'o', nick: 'Ben' }, { add: false, mode: 'o', nick: 'Amy' }],
           missing: ['nobody'],
+          full: [],
         });
         assert.equal((await s1.channel('#m'))?.modes, 't');
         assert.deepEqual(sortedMembers(await s1.members('#m')), [{ nick: 'Amy', op: false }, { nick: 'Ben', op: true }]);
         assert.deepEqual(await s1.setModes('#m', 'amy', [{ add: true, mode: 'n' }]), { kind: 'not-op' }, 'amy deopped herself');
         const back = await s2.setModes('#m', 'ben', [{ add: true, mode: 'n' }, { add: false, mode: 't' }, { add: true, mode: 't' }]);
-        assert.deepEqual(back, { kind: 'ok', applied: [{ add: true, mode: 'n' }, { add: false, mode: 't' }, { add: true, mode: 't' }], missing: [] });
+        assert.deepEqual(back, { kind: 'ok', applied: [{ add: true, mode: 'n' }, { add: false, mode: 't' }, { add: true, mode: 't' }], missing: [], full: [] });
         assert.deepEqual(sorted([...((await s1.channel('#m'))?.modes ?? '')]), ['n', 't']);
       });
     });
@@ -447,6 +448,171 @@ export function stateContract(name: string, factory: StateClusterFactory): void 
       });
     });
 
+    it('setModes: voice, key, limit, flags, lists with their cap; the services (null) need no status', TIMEOUT, async () => {
+      await withCluster(factory, { outage: false }, async (node) => {
+        const [s1, s2] = [await node(), await node()];
+        await s1.join('#v', '#v', 'Vic', MAX);
+        await s2.join('#v', '#v', 'Wes', MAX);
+        const r = await s1.setModes('#v', 'vic', [
+          { add: true, mode: 'v', nick: 'WES' }, { add: true, mode: 'v', nick: 'wes' },
+          { add: true, mode: 'k', arg: 'sesame' }, { add: true, mode: 'l', arg: '5' }, { add: true, mode: 'l', arg: '5' },
+          { add: true, mode: 'm' }, { add: true, mode: 's' }, { add: true, mode: 'i' },
+          { add: true, mode: 'b', arg: 'bad!*@*' }, { add: true, mode: 'b', arg: 'BAD!*@*' },
+          { add: true, mode: 'e', arg: '$a:good' }, { add: true, mode: 'I', arg: '*!*@10.*' },
+        ], 'Vic!u@h', 1_700_000_000_000);
+        assert.deepEqual(r, {
+          kind: 'ok',
+          applied: [
+            { add: true, mode: 'v', nick: 'Wes' }, { add: true, mode: 'k', arg: 'sesame' }, { add: true, mode: 'l', arg: '5' },
+            { add: true, mode: 'm' }, { add: true, mode: 's' }, { add: true, mode: 'i' },
+            { add: true, mode: 'b', arg: 'bad!*@*' }, { add: true, mode: 'e', arg: '$a:good' }, { add: true, mode: 'I', arg: '*!*@10.*' },
+          ],
+          missing: [],
+          full: [],
+        });
+        const ch = await s2.channel('#v');
+        assert.deepEqual(sorted([...(ch?.modes ?? '')]), ['i', 'k', 'l', 'm', 'n', 's', 't']);
+        assert.deepEqual([ch?.key, ch?.limit, ch?.secret], ['sesame', 5, true]);
+        assert.deepEqual(sortedMembers(await s2.members('#v')), [{ nick: 'Vic', op: true }, { nick: 'Wes', op: false, voice: true }]);
+        const lists = (await s2.listModes('#v')).map((e) => `${e.mode} ${e.mask} ${e.setBy} ${e.setAt}`);
+        assert.deepEqual(sorted(lists), ['I *!*@10.* Vic!u@h 1700000000000', 'b bad!*@* Vic!u@h 1700000000000', 'e $a:good Vic!u@h 1700000000000']);
+
+        // op and voice together, kept across a nick change
+        await s1.setModes('#v', 'vic', [{ add: true, mode: 'o', nick: 'wes' }]);
+        await s2.claimNick(user('Wes', 'i2'));
+        await s2.changeNick('wes', 'Wesley', 'i2');
+        assert.deepEqual(sortedMembers(await s1.members('#v')), [{ nick: 'Vic', op: true }, { nick: 'Wesley', op: true, voice: true }]);
+
+        const off = await s2.setModes('#v', 'wesley', [
+          { add: false, mode: 'k', arg: 'whatever' }, { add: false, mode: 'k' }, { add: false, mode: 'l' }, { add: false, mode: 's' },
+          { add: false, mode: 'b', arg: 'BAD!*@*' }, { add: false, mode: 'b', arg: 'never!*@*' }, { add: false, mode: 'v', nick: 'wesley' },
+        ]);
+        assert.deepEqual(off, {
+          kind: 'ok',
+          applied: [{ add: false, mode: 'k', arg: '*' }, { add: false, mode: 'l' }, { add: false, mode: 's' }, { add: false, mode: 'b', arg: 'bad!*@*' }, { add: false, mode: 'v', nick: 'Wesley' }],
+          missing: [],
+          full: [],
+        });
+        const after = await s1.channel('#v');
+        assert.deepEqual([after?.key, after?.limit, after?.secret], [undefined, undefined, undefined]);
+
+        const many = Array.from({ length: 101 }, (_, i) => ({ add: true, mode: 'b' as const, arg: `n${i}!*@*` }));
+        const capped = await s1.setModes('#v', null, many, 'ChanServ', 1);
+        assert.equal(capped.kind === 'ok' && capped.applied.length, 100);
+        assert.deepEqual(capped.kind === 'ok' && capped.full, ['n100!*@*']);
+        assert.deepEqual(await s1.setModes('#none', null, [{ add: true, mode: 'm' }]), { kind: 'no-channel' });
+      });
+    });
+
+    it('join checks: bans (masks and $a:) with exceptions, +i with INVITE (used up) and +I, +k, +l; none without a check', TIMEOUT, async () => {
+      await withCluster(factory, { outage: false }, async (node) => {
+        const [s1, s2] = [await node(), await node()];
+        const as = (nick: string, account: string | null = null, key: string | null = null) => ({ source: `${nick}!~u@10.0.0.${nick.length}`, account, key });
+        await s1.join('#j', '#j', 'Op', MAX, as('Op'));
+        await s1.setModes('#j', 'op', [{ add: true, mode: 'b', arg: 'troll*!*@*' }, { add: true, mode: 'b', arg: '$a:spam*' }, { add: true, mode: 'e', arg: 'trollfriend!*@*' }]);
+        assert.deepEqual(await s2.join('#j', '#j', 'Troll', MAX, as('Troll')), { kind: 'banned' });
+        assert.deepEqual(await s2.join('#j', '#j', 'Nice', MAX, as('Nice', 'SpamKing')), { kind: 'banned' }, '$a: matches the account');
+        assert.equal((await s2.join('#j', '#j', 'TrollFriend', MAX, as('TrollFriend'))).kind, 'joined', 'an exception lets in');
+        assert.equal((await s2.join('#j', '#j', 'Guest', MAX, as('Guest'))).kind, 'joined', '$a: never matches a guest');
+        assert.equal(await s2.isMember('#j', 'troll'), false);
+
+        await s1.setModes('#j', 'op', [{ add: true, mode: 'i' }, { add: true, mode: 'I', arg: 'bob!*@10.*' }]);
+        assert.deepEqual(await s2.join('#j', '#j', 'Amy', MAX, as('Amy')), { kind: 'invite-only' });
+        assert.equal((await s2.join('#j', '#j', 'Bob', MAX, as('Bob'))).kind, 'joined', '+I matches');
+        assert.equal(await s2.invite('#j', 'guest', 'amy'), 'not-op', 'on +i only operators invite');
+        assert.equal(await s2.invite('#j', 'nobody', 'amy'), 'not-on-channel');
+        assert.equal(await s2.invite('#j', 'op', 'bob'), 'already-on');
+        assert.equal(await s2.invite('#none', 'op', 'amy'), 'no-channel');
+        assert.equal(await s1.invite('#j', 'OP', 'Amy'), 'ok');
+        assert.equal((await s2.join('#j', '#j', 'Amy', MAX, as('Amy'))).kind, 'joined');
+        await s2.part('#j', 'amy');
+        assert.deepEqual(await s2.join('#j', '#j', 'Amy', MAX, as('Amy')), { kind: 'invite-only' }, 'the invite was used up');
+        assert.equal(await s1.invite('#j', 'op', 'troll'), 'ok');
+        assert.equal((await s2.join('#j', '#j', 'Troll', MAX, as('Troll'))).kind, 'joined', 'an invite passes a ban too');
+
+        await s1.setModes('#j', 'op', [{ add: false, mode: 'i' }, { add: true, mode: 'k', arg: 'pw' }]);
+        assert.deepEqual(await s2.join('#j', '#j', 'Cy', MAX, as('Cy')), { kind: 'bad-key' });
+        assert.deepEqual(await s2.join('#j', '#j', 'Cy', MAX, as('Cy', null, 'PW')), { kind: 'bad-key' }, 'keys are case-sensitive');
+        assert.equal((await s2.join('#j', '#j', 'Cy', MAX, as('Cy', null, 'pw'))).kind, 'joined');
+        const n = (await s1.memberCounts(['#j']))[0] ?? 0;
+        await s1.setModes('#j', 'op', [{ add: false, mode: 'k' }, { add: true, mode: 'l', arg: String(n) }]);
+        assert.deepEqual(await s2.join('#j', '#j', 'Dee', MAX, as('Dee')), { kind: 'full' });
+        assert.equal((await s2.join('#j', '#j', 'Dee', MAX)).kind, 'joined', 'without a check (re-asserting members) nothing is checked');
+        assert.equal(await s1.channel('#gone'), null);
+        assert.deepEqual(await s2.join('#gone', '#gone', 'Amy', MAX, as('Amy')).then((r) => r.kind), 'joined', 'a new channel has no rules');
+      });
+    });
+
+    it('registered channels: founder and access get their status on join, nobody else; empty, they keep modes, topic and lists', TIMEOUT, async () => {
+      await withCluster(factory, { outage: false }, async (node) => {
+        const [s1, s2] = [await node(), await node()];
+        const as = (nick: string, account: string | null = null) => ({ source: `${nick}!~u@h`, account, key: null });
+        assert.equal(await s1.registerChannel('#own', 'fay', 'Fay', 1), 'no-channel');
+        await s1.join('#own', '#Own', 'Fay', MAX, as('Fay', 'Fay'));
+        await s2.join('#own', '#Own', 'Gil', MAX, as('Gil'));
+        assert.equal(await s2.registerChannel('#own', 'gil', 'Gil', 1), 'not-op');
+        assert.equal(await s1.registerChannel('#own', 'FAY', 'Fay', 1_700_000_000_000), 'ok');
+        assert.equal(await s1.registerChannel('#own', 'fay', 'Fay', 2), 'exists');
+        assert.equal(await s1.setAccess('#own', 'Hal', 'op'), true);
+        assert.equal(await s1.setAccess('#own', 'ida', 'voice'), true);
+        assert.equal(await s1.setAccess('#unregistered', 'ida', 'voice'), false);
+        assert.deepEqual(await s2.registration('#own'), { founder: 'fay', registeredAt: 1_700_000_000_000, access: { hal: 'op', ida: 'voice' } });
+        assert.equal(await s2.registration('#unregistered'), null);
+
+        await s1.setTopic('#own', 'fay', 'owned', 'Fay!u@h', 5);
+        await s1.setModes('#own', 'fay', [{ add: true, mode: 'b', arg: 'x!*@*' }, { add: true, mode: 'k', arg: 'pw' }, { add: true, mode: 's' }]);
+        await s1.part('#own', 'fay');
+        await s2.part('#own', 'gil');
+        assert.equal(await s1.channel('#own'), null, 'empty: gone from the channel list');
+        assert.deepEqual(await s1.listChannels(), []);
+        assert.deepEqual((await s1.listModes('#own')).map((e) => e.mask), ['x!*@*'], 'the lists stay');
+
+        assert.deepEqual(await s2.join('#own', '#own', 'Gil', MAX, as('Gil')), { kind: 'bad-key' }, 'the key stays');
+        const gil = await s2.join('#own', '#own', 'Gil', MAX, { ...as('Gil'), key: 'pw' });
+        assert.equal(gil.kind, 'joined');
+        if (gil.kind !== 'joined') return;
+        assert.deepEqual([gil.created, gil.op, gil.voice, gil.channel.name, gil.channel.topic, gil.channel.key, gil.channel.secret], [true, false, false, '#Own', 'owned', 'pw', true]);
+        const fay = await s1.join('#own', '#own', 'Fay', MAX, as('Fay', 'FAY'));
+        assert.deepEqual(fay.kind === 'joined' && [fay.op, fay.voice], [true, false], 'the founder regains ops, past the key');
+        const hal = await s1.join('#own', '#own', 'Hal', MAX, as('Hal', 'hal'));
+        assert.deepEqual(hal.kind === 'joined' && [hal.op, hal.voice], [true, false]);
+        const ida = await s1.join('#own', '#own', 'Ida', MAX, { ...as('Ida', 'ida'), key: 'pw' });
+        assert.deepEqual(ida.kind === 'joined' && [ida.op, ida.voice], [false, true]);
+        assert.equal(await s1.setAccess('#own', 'hal', null), true);
+        assert.deepEqual((await s1.registration('#own'))?.access, { ida: 'voice' });
+
+        assert.equal(await s1.dropRegistration('#own'), true);
+        assert.equal(await s1.dropRegistration('#own'), false);
+        for (const n of ['gil', 'fay', 'hal', 'ida']) await s1.part('#own', n);
+        assert.deepEqual(await s1.listModes('#own'), [], 'unregistered and empty: all gone');
+        const again = await s2.join('#own', '#own', 'Gil', MAX, as('Gil'));
+        assert.deepEqual(again.kind === 'joined' && [again.created, again.op, again.channel.topic], [true, true, '']);
+      });
+    });
+
+    it('server bans and user updates', TIMEOUT, async () => {
+      await withCluster(factory, { outage: false }, async (node) => {
+        const [s1, s2] = [await node(), await node()];
+        const ban = { mask: '*!*@10.9.*', reason: 'go away now', setBy: 'oper', setAt: 1_700_000_000_000 };
+        assert.equal(await s1.addServerBan(ban), true);
+        assert.equal(await s2.addServerBan({ ...ban, mask: '*!*@10.9.*'.toUpperCase() }), false);
+        assert.deepEqual(await s2.serverBans(), [ban]);
+        assert.equal(await s2.removeServerBan('*!*@10.9.*'), true);
+        assert.equal(await s2.removeServerBan('*!*@10.9.*'), false);
+        assert.deepEqual(await s1.serverBans(), []);
+
+        await s1.claimNick(user('Uma', 'i1', { modes: 'B' }));
+        assert.equal((await s2.getUser('uma'))?.modes, 'B');
+        await s2.updateUser('UMA', { realname: 'New Name', modes: 'Bo' });
+        const u = await s1.getUser('uma');
+        assert.deepEqual([u?.realname, u?.modes], ['New Name', 'Bo']);
+        await s2.updateUser('uma', { modes: '' });
+        assert.equal((await s1.getUser('uma'))?.modes, undefined);
+        await s2.updateUser('ghost', { realname: 'x' });
+        assert.equal(await s1.getUser('ghost'), null, 'no stub for a nick nobody holds');
+      });
+    });
+
     it('outage: every operation rejects (none hangs), and works again once the backend is back', TIMEOUT, async () => {
       await withCluster(factory, { outage: true }, async (node, cluster) => {
         const outage = cluster.outage;
@@ -469,6 +635,16 @@ export function stateContract(name: string, factory: StateClusterFactory): void 
           ['kick', () => s1.kick('#o', 'ivy', 'kim')],
           ['setTopic', () => s1.setTopic('#o', 'ivy', 't', 'Ivy', 1)],
           ['setModes', () => s1.setModes('#o', 'ivy', [{ add: true, mode: 'n' }])],
+          ['listModes', () => s1.listModes('#o')],
+          ['invite', () => s1.invite('#o', 'ivy', 'kim')],
+          ['registerChannel', () => s1.registerChannel('#o', 'ivy', 'ivy', 1)],
+          ['registration', () => s1.registration('#o')],
+          ['setAccess', () => s1.setAccess('#o', 'ivy', 'op')],
+          ['dropRegistration', () => s1.dropRegistration('#o')],
+          ['addServerBan', () => s1.addServerBan({ mask: 'x!*@*', reason: 'r', setBy: 'o', setAt: 1 })],
+          ['removeServerBan', () => s1.removeServerBan('x!*@*')],
+          ['serverBans', () => s1.serverBans()],
+          ['updateUser', () => s1.updateUser('ivy', { realname: 'x' })],
           ['channel', () => s2.channel('#o')],
           ['channels', () => s2.channels(['#o'])],
           ['members', () => s2.members('#o')],

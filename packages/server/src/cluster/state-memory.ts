@@ -1,6 +1,10 @@
-import type {
-  ChannelInfo, ClusterState, JoinResult, KickResult, Member, ModeChange, ModeResult, PartResult,
-  TopicResult, UserInfo,
+import { maskMatches } from './masks.js';
+import {
+  MAX_LIST_ENTRIES, secretModes,
+  type AccessLevel, type ChannelInfo, type ChannelRegistration, type ClusterState, type InviteResult,
+  type JoinCheck, type JoinResult, type KickResult, type ListEntry, type ListMode, type Member,
+  type ModeChange, type ModeResult, type PartResult, type RegisterChannelResult, type ServerBan,
+  type TopicResult, type UserInfo, type UserUpdate,
 } from './state.js';
 
 interface StoredUser {
@@ -16,11 +20,44 @@ interface StoredUser {
   /** '' = not logged in, as in Redis */
   account: string;
   conn: string;
+  /** '' = no user modes, as in Redis */
+  modes: string;
 }
 
 interface StoredMember {
   nick: string;
   op: boolean;
+  voice: boolean;
+}
+
+/** P:chan:<chan>: key '' and limit 0 when unset, as in Redis */
+interface StoredChannel {
+  name: string;
+  topic: string;
+  topicBy: string;
+  topicAt: number;
+  modes: string;
+  created: number;
+  key: string;
+  limit: number;
+}
+
+/** P:reg:<chan> */
+interface StoredRegistration {
+  founder: string;
+  registered: number;
+  name: string;
+  /** what the channel had when it last became empty */
+  saved: Omit<StoredChannel, 'name' | 'created'> | null;
+}
+
+function channelInfo(c: StoredChannel): ChannelInfo {
+  const { key, limit, ...rest } = c;
+  const ch: ChannelInfo = { ...rest };
+  if (key) ch.key = key;
+  if (limit > 0) ch.limit = limit;
+  if (secretModes(c.modes)) ch.secret = true;
+  return ch;
 }
 
 /** How long a reap claim holds (the Redis key's EX). */
@@ -37,7 +74,17 @@ export class MemoryClusterData {
   /** P:uchans:<nick> */
   readonly userChans = new Map<string, Set<string>>();
   /** P:chan:<chan> */
-  readonly chans = new Map<string, ChannelInfo>();
+  readonly chans = new Map<string, StoredChannel>();
+  /** P:list:<chan>:<mode>, keyed `<chan> <mode>`, lower-case mask → entry */
+  readonly lists = new Map<string, Map<string, ListEntry>>();
+  /** P:inv:<chan> */
+  readonly invites = new Map<string, Set<string>>();
+  /** P:reg:<chan> */
+  readonly regs = new Map<string, StoredRegistration>();
+  /** P:access:<chan> */
+  readonly access = new Map<string, Map<string, AccessLevel>>();
+  /** P:klines, lower-case mask → ban */
+  readonly klines = new Map<string, ServerBan>();
   /** P:members:<chan>, lower-case nick → member */
   readonly members = new Map<string, Map<string, StoredMember>>();
   /** P:inst:<id>:nicks */
@@ -84,9 +131,16 @@ function setOf<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
 }
 
 function toUser(u: StoredUser): UserInfo {
-  const { account, conn, ...rest } = u;
+  const { account, conn, modes, ...rest } = u;
   // Present only when set, so a user reads back exactly as claimed (as from Redis).
-  return { ...rest, away: u.away === '' ? null : u.away, ...(account ? { account } : {}), ...(conn ? { conn } : {}) };
+  return {
+    ...rest, away: u.away === '' ? null : u.away, ...(account ? { account } : {}), ...(conn ? { conn } : {}),
+    ...(modes ? { modes } : {}),
+  };
+}
+
+function toMember(m: StoredMember): Member {
+  return m.voice ? { nick: m.nick, op: m.op, voice: true } : { nick: m.nick, op: m.op };
 }
 
 /**
@@ -123,7 +177,7 @@ export class MemoryClusterState implements ClusterState {
       if (d.users.has(key)) return false;
       d.users.set(key, {
         nick: u.nick, user: u.user, host: u.host, realname: u.realname, inst: u.inst, server: u.server,
-        away: '', signon: u.signon, account: u.account ?? '', conn: u.conn ?? '',
+        away: '', signon: u.signon, account: u.account ?? '', conn: u.conn ?? '', modes: u.modes ?? '',
       });
       setOf(d.instNicks, u.inst).add(key);
       return true;
@@ -156,7 +210,7 @@ export class MemoryClusterState implements ClusterState {
         const m = ms?.get(old);
         if (ms && m) {
           ms.delete(old);
-          ms.set(nw, { nick: newNick, op: m.op });
+          ms.set(nw, { nick: newNick, op: m.op, voice: m.voice });
         }
       }
       return { kind: 'ok' as const, channels };
@@ -208,28 +262,57 @@ export class MemoryClusterState implements ClusterState {
     });
   }
 
+  updateUser(nick: string, update: UserUpdate): Promise<void> {
+    return this.op(() => {
+      const u = this.data.users.get(nick.toLowerCase());
+      if (!u) return;
+      if (update.realname !== undefined) u.realname = update.realname;
+      if (update.modes !== undefined) u.modes = update.modes;
+    });
+  }
+
   userChannels(nick: string): Promise<string[]> {
     return this.op(() => [...(this.data.userChans.get(nick.toLowerCase()) ?? [])]);
   }
 
-  join(chanKey: string, chanName: string, nick: string, maxChannels: number): Promise<JoinResult> {
+  join(chanKey: string, chanName: string, nick: string, maxChannels: number, check?: JoinCheck): Promise<JoinResult> {
     const now = Date.now();
-    return this.op(() => {
+    return this.op((): JoinResult => {
       const d = this.data;
       const key = nick.toLowerCase();
-      if (d.members.get(chanKey)?.has(key)) return { kind: 'already' as const };
-      if ((d.userChans.get(key)?.size ?? 0) >= maxChannels) return { kind: 'too-many' as const };
+      if (d.members.get(chanKey)?.has(key)) return { kind: 'already' };
+      if ((d.userChans.get(key)?.size ?? 0) >= maxChannels) return { kind: 'too-many' };
       let channel = d.chans.get(chanKey);
+      const reg = d.regs.get(chanKey);
+      const acct = (check?.account ?? '').toLowerCase();
+      let level = '';
+      if (reg && acct) level = reg.founder === acct ? 'op' : d.access.get(chanKey)?.get(acct) ?? '';
+      const rules = channel ?? (reg ? { modes: 'nt', key: '', limit: 0, ...reg.saved } : null);
+      const invites = d.invites.get(chanKey);
+      if (check && rules && level !== 'op' && !invites?.has(key)) {
+        const listed = (m: ListMode): boolean => [...(d.lists.get(`${chanKey} ${m}`)?.values() ?? [])].some((e) => maskMatches(e.mask, check.source, acct || null));
+        if (listed('b') && !listed('e')) return { kind: 'banned' };
+        if (rules.modes.includes('i') && !listed('I')) return { kind: 'invite-only' };
+        if (rules.key && check.key !== rules.key) return { kind: 'bad-key' };
+        if (rules.limit > 0 && (d.members.get(chanKey)?.size ?? 0) >= rules.limit) return { kind: 'full' };
+      }
+      invites?.delete(key);
       const created = !channel;
+      let op = false;
       if (!channel) {
-        channel = { name: chanName, topic: '', topicBy: '', topicAt: 0, modes: 'nt', created: now };
+        channel = reg
+          ? { name: reg.name, topic: '', topicBy: '', topicAt: 0, modes: 'nt', key: '', limit: 0, ...reg.saved, created: now }
+          : { name: chanName, topic: '', topicBy: '', topicAt: 0, modes: 'nt', created: now, key: '', limit: 0 };
+        op = !reg;
         d.chans.set(chanKey, channel);
       }
+      if (level === 'op') op = true;
+      const voice = level === 'voice';
       let ms = d.members.get(chanKey);
       if (!ms) d.members.set(chanKey, (ms = new Map()));
-      ms.set(key, { nick, op: created });
+      ms.set(key, { nick, op, voice });
       setOf(d.userChans, key).add(chanKey);
-      return { kind: 'joined' as const, created, op: created, channel: { ...channel } };
+      return { kind: 'joined', created, op, voice, channel: channelInfo(channel) };
     });
   }
 
@@ -275,58 +358,179 @@ export class MemoryClusterState implements ClusterState {
     });
   }
 
-  setModes(chanKey: string, nick: string, changes: ModeChange[]): Promise<ModeResult> {
+  setModes(chanKey: string, nick: string | null, changes: ModeChange[], setter = '*', at = Date.now()): Promise<ModeResult> {
     return this.op((): ModeResult => {
       const d = this.data;
       const ch = d.chans.get(chanKey);
       if (!ch) return { kind: 'no-channel' };
       const ms = d.members.get(chanKey);
-      if (!ms?.get(nick.toLowerCase())?.op) return { kind: 'not-op' };
-      let modes = ch.modes;
+      if (nick !== null && !ms?.get(nick.toLowerCase())?.op) return { kind: 'not-op' };
       const applied: ModeChange[] = [];
       const missing: string[] = [];
+      const full: string[] = [];
+      const flag = (m: string, on: boolean): void => {
+        const has = ch.modes.includes(m);
+        if (on && !has) ch.modes += m;
+        else if (!on && has) ch.modes = ch.modes.split(m).join('');
+      };
       for (const c of changes) {
-        if (c.mode === 'o') {
+        if (c.mode === 'o' || c.mode === 'v') {
           const t = (c.nick ?? '').toLowerCase();
-          const m = ms.get(t);
+          const m = ms?.get(t);
           if (!m) {
             missing.push(t);
-          } else if (c.add !== m.op) {
-            m.op = c.add;
-            applied.push({ add: c.add, mode: 'o', nick: m.nick });
+          } else if ((c.mode === 'o' ? m.op : m.voice) !== c.add) {
+            if (c.mode === 'o') m.op = c.add;
+            else m.voice = c.add;
+            applied.push({ add: c.add, mode: c.mode, nick: m.nick });
           }
-        } else {
-          const has = modes.includes(c.mode);
-          if (c.add && !has) {
-            modes += c.mode;
-            applied.push({ add: true, mode: c.mode });
-          } else if (!c.add && has) {
-            modes = modes.split(c.mode).join('');
-            applied.push({ add: false, mode: c.mode });
+        } else if (c.mode === 'b' || c.mode === 'e' || c.mode === 'I') {
+          const lk = `${chanKey} ${c.mode}`;
+          let list = d.lists.get(lk);
+          const mask = c.arg ?? '';
+          const field = mask.toLowerCase();
+          if (c.add) {
+            if (list?.has(field)) continue;
+            if ((list?.size ?? 0) >= MAX_LIST_ENTRIES) {
+              full.push(mask);
+              continue;
+            }
+            if (!list) d.lists.set(lk, (list = new Map()));
+            list.set(field, { mode: c.mode, mask, setBy: setter, setAt: at });
+            applied.push({ add: true, mode: c.mode, arg: mask });
+          } else {
+            const e = list?.get(field);
+            if (!e) continue;
+            list?.delete(field);
+            applied.push({ add: false, mode: c.mode, arg: e.mask });
           }
+        } else if (c.mode === 'k') {
+          if (c.add) {
+            ch.key = c.arg ?? '';
+            flag('k', true);
+            applied.push({ add: true, mode: 'k', arg: ch.key });
+          } else if (ch.key) {
+            ch.key = '';
+            flag('k', false);
+            applied.push({ add: false, mode: 'k', arg: '*' });
+          }
+        } else if (c.mode === 'l') {
+          if (c.add) {
+            const n = Number(c.arg);
+            if (ch.limit !== n) {
+              ch.limit = n;
+              flag('l', true);
+              applied.push({ add: true, mode: 'l', arg: c.arg ?? '' });
+            }
+          } else if (ch.modes.includes('l')) {
+            ch.limit = 0;
+            flag('l', false);
+            applied.push({ add: false, mode: 'l' });
+          }
+        } else if (ch.modes.includes(c.mode) !== c.add) {
+          flag(c.mode, c.add);
+          applied.push({ add: c.add, mode: c.mode });
         }
       }
-      ch.modes = modes;
-      return { kind: 'ok', applied, missing };
+      return { kind: 'ok', applied, missing, full };
     });
+  }
+
+  listModes(chanKey: string): Promise<ListEntry[]> {
+    return this.op(() => (['b', 'e', 'I'] as const).flatMap((m) => [...(this.data.lists.get(`${chanKey} ${m}`)?.values() ?? [])].map((e) => ({ ...e }))));
+  }
+
+  invite(chanKey: string, by: string, target: string): Promise<InviteResult> {
+    return this.op((): InviteResult => {
+      const d = this.data;
+      const ch = d.chans.get(chanKey);
+      if (!ch) return 'no-channel';
+      const ms = d.members.get(chanKey);
+      const inviter = ms?.get(by.toLowerCase());
+      if (!inviter) return 'not-on-channel';
+      const t = target.toLowerCase();
+      if (ms?.has(t)) return 'already-on';
+      if (ch.modes.includes('i') && !inviter.op) return 'not-op';
+      setOf(d.invites, chanKey).add(t);
+      return 'ok';
+    });
+  }
+
+  registerChannel(chanKey: string, nick: string, account: string, at: number): Promise<RegisterChannelResult> {
+    return this.op((): RegisterChannelResult => {
+      const d = this.data;
+      const ch = d.chans.get(chanKey);
+      if (!ch) return 'no-channel';
+      if (!d.members.get(chanKey)?.get(nick.toLowerCase())?.op) return 'not-op';
+      if (d.regs.has(chanKey)) return 'exists';
+      d.regs.set(chanKey, { founder: account.toLowerCase(), registered: at, name: ch.name, saved: null });
+      return 'ok';
+    });
+  }
+
+  registration(chanKey: string): Promise<ChannelRegistration | null> {
+    return this.op(() => {
+      const reg = this.data.regs.get(chanKey);
+      if (!reg) return null;
+      return { founder: reg.founder, registeredAt: reg.registered, access: Object.fromEntries(this.data.access.get(chanKey) ?? []) };
+    });
+  }
+
+  setAccess(chanKey: string, account: string, level: AccessLevel | null): Promise<boolean> {
+    return this.op(() => {
+      const d = this.data;
+      if (!d.regs.has(chanKey)) return false;
+      let a = d.access.get(chanKey);
+      if (!a) d.access.set(chanKey, (a = new Map()));
+      if (level) a.set(account.toLowerCase(), level);
+      else a.delete(account.toLowerCase());
+      return true;
+    });
+  }
+
+  dropRegistration(chanKey: string): Promise<boolean> {
+    return this.op(() => {
+      const d = this.data;
+      if (!d.regs.delete(chanKey)) return false;
+      d.access.delete(chanKey);
+      if (!d.chans.has(chanKey)) this.dropLists(chanKey);
+      return true;
+    });
+  }
+
+  addServerBan(ban: ServerBan): Promise<boolean> {
+    return this.op(() => {
+      const k = ban.mask.toLowerCase();
+      if (this.data.klines.has(k)) return false;
+      this.data.klines.set(k, { ...ban });
+      return true;
+    });
+  }
+
+  removeServerBan(mask: string): Promise<boolean> {
+    return this.op(() => this.data.klines.delete(mask.toLowerCase()));
+  }
+
+  serverBans(): Promise<ServerBan[]> {
+    return this.op(() => [...this.data.klines.values()].map((b) => ({ ...b })));
   }
 
   channel(chanKey: string): Promise<ChannelInfo | null> {
     return this.op(() => {
       const ch = this.data.chans.get(chanKey);
-      return ch ? { ...ch } : null;
+      return ch ? channelInfo(ch) : null;
     });
   }
 
   channels(chanKeys: string[]): Promise<(ChannelInfo | null)[]> {
     return this.op(() => chanKeys.map((c) => {
       const ch = this.data.chans.get(c);
-      return ch ? { ...ch } : null;
+      return ch ? channelInfo(ch) : null;
     }));
   }
 
   members(chanKey: string): Promise<Member[]> {
-    return this.op(() => [...(this.data.members.get(chanKey)?.values() ?? [])].map((m) => ({ nick: m.nick, op: m.op })));
+    return this.op(() => [...(this.data.members.get(chanKey)?.values() ?? [])].map(toMember));
   }
 
   memberCounts(chanKeys: string[]): Promise<number[]> {
@@ -383,11 +587,23 @@ export class MemoryClusterState implements ClusterState {
     return false;
   }
 
-  /** A channel exists while it has members (the Lua scripts' dropIfEmpty). */
+  /**
+   * A channel exists while it has members (the Lua scripts' dropIfEmpty); a registered one keeps
+   * its modes, topic and lists for when someone joins again.
+   */
   private dropIfEmpty(chanKey: string): void {
     const d = this.data;
     if ((d.members.get(chanKey)?.size ?? 0) > 0) return;
+    const reg = d.regs.get(chanKey);
+    const ch = d.chans.get(chanKey);
+    if (reg && ch) reg.saved = { topic: ch.topic, topicBy: ch.topicBy, topicAt: ch.topicAt, modes: ch.modes, key: ch.key, limit: ch.limit };
+    else if (!reg) this.dropLists(chanKey);
     d.members.delete(chanKey);
     d.chans.delete(chanKey);
+    d.invites.delete(chanKey);
+  }
+
+  private dropLists(chanKey: string): void {
+    for (const m of ['b', 'e', 'I']) this.data.lists.delete(`${chanKey} ${m}`);
   }
 }
