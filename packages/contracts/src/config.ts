@@ -19,8 +19,12 @@ export const ClusterConfigSchema = z
       .object({
         /** bytes of an IRC line without its tags, CRLF included (RFC: 512) */
         lineBytes: z.number().int().min(512).max(16384).default(512),
-        /** bytes of the tags section (IRCv3: 8191) */
-        tagBytes: z.number().int().min(512).max(8191).default(8191),
+        /**
+         * bytes of a client's tags section, '@' and the closing space included. message-tags
+         * gives clients 4094 bytes of tag data (the other half of 8191 is the server's), and asks
+         * for 417 above it: hence 4096
+         */
+        tagBytes: z.number().int().min(512).max(8191).default(4096),
         nickLen: z.number().int().min(9).max(64).default(30),
         channelLen: z.number().int().min(16).max(200).default(64),
         topicLen: z.number().int().min(16).max(400).default(390),
@@ -81,6 +85,26 @@ export const ClusterConfigSchema = z
       .prefault({}),
     /** seconds of silence before the server PINGs a client; twice that without reply drops it */
     pingIntervalSeconds: z.number().int().min(5).max(3600).default(90),
+    /**
+     * server operators (`OPER <name> <password>`): the password as an scrypt hash
+     * (`scrypt$N$r$p$<salt>$<hash>`, the format of account passwords; docs/operations.md shows how
+     * to make one), and optionally a
+     * `nick!user@host` glob the connection must match
+     */
+    opers: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.-]+$/),
+            passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/),
+            hostmask: z.string().min(1).max(100).optional(),
+          })
+          .strict(),
+      )
+      .max(100)
+      .default([]),
+    /** MONITOR entries one connection may hold (ISUPPORT `MONITOR=`) */
+    monitorMax: z.number().int().min(0).max(1000).default(100),
     accounts: z
       .object({
         /**

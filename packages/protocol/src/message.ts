@@ -160,8 +160,9 @@ export function parseLine(line: string, opts?: ParseOptions): IrcMessage {
     const c = line.charCodeAt(i);
     if (c === SPACE) break;
     if (c >= 0x61 && c <= 0x7a) lower = true;
-    else if (!((c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39))) {
-      throw new LineError('MALFORMED', 'command must be letters or digits');
+    // `_` too: no command has it, but a line with one is well formed and gets 421 (as on other servers).
+    else if (!((c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f)) {
+      throw new LineError('MALFORMED', 'command must be letters, digits or _');
     }
   }
   let command = line.slice(cmdStart, i);

@@ -1,4 +1,5 @@
-import { SUPPORTED_CAPS, type SupportedCap } from '@parley/protocol';
+import { formatStsValue, STS_CAP, SUPPORTED_CAPS, type StsPolicy, type SupportedCap } from '@parley/protocol';
+import type { Session } from './session.js';
 
 /** Capabilities a session negotiated, as bits so the hot path tests them cheaply. */
 export const Cap = {
@@ -12,6 +13,12 @@ export const Cap = {
   AccountRegistration: 128,
   AccountTag: 256,
   AccountNotify: 512,
+  // channel and user surface (bits well above the accounts' so both can grow)
+  MultiPrefix: 1 << 16,
+  UserhostInNames: 1 << 17,
+  InviteNotify: 1 << 18,
+  AwayNotify: 1 << 19,
+  Setname: 1 << 20,
 } as const;
 
 const BIT_OF: Record<SupportedCap, number> = {
@@ -25,6 +32,11 @@ const BIT_OF: Record<SupportedCap, number> = {
   'draft/account-registration': Cap.AccountRegistration,
   'account-tag': Cap.AccountTag,
   'account-notify': Cap.AccountNotify,
+  'multi-prefix': Cap.MultiPrefix,
+  'userhost-in-names': Cap.UserhostInNames,
+  'invite-notify': Cap.InviteNotify,
+  'away-notify': Cap.AwayNotify,
+  setname: Cap.Setname,
 };
 
 /** Every capability of the protocol package's list, with its bit (the Record keeps them in step). */
@@ -45,3 +57,30 @@ const CAP_VALUES: ReadonlyMap<string, string> = new Map([
 
 /** `CAP LS 302` answer: the list with values. */
 export const CAP_LS_302 = [...CAP_BITS.keys()].map((c) => (CAP_VALUES.has(c) ? `${c}=${CAP_VALUES.get(c) ?? ''}` : c)).join(' ');
+
+/**
+ * The STS policy of each node that serves IRC over TLS, set by the server at start (none: no
+ * `sts`). Held here, keyed by the node (the handlers' context), so that the node's options need
+ * not know about TLS.
+ */
+const STS_POLICIES = new WeakMap<object, StsPolicy>();
+
+export function setStsPolicy(node: object, policy: StsPolicy | null): void {
+  if (policy === null) STS_POLICIES.delete(node);
+  else STS_POLICIES.set(node, policy);
+}
+
+/**
+ * The `sts` value this session is shown, or null: only on IRC over TCP (a WebSocket client has
+ * no port to move to; browsers have HSTS), with the port on plain connections, without it on TLS.
+ */
+export function stsValueFor(node: object, s: Session): string | null {
+  const policy = STS_POLICIES.get(node);
+  if (policy === undefined || s.transport.kind !== 'tcp') return null;
+  return formatStsValue(policy, s.transport.secure === true);
+}
+
+/** `CAP LS 302` answer with `sts` (its value) when there is one. */
+export function capLs302(sts: string | null): string {
+  return sts === null ? CAP_LS_302 : `${CAP_LS_302} ${STS_CAP}=${sts}`;
+}

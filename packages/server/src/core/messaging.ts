@@ -11,8 +11,9 @@ import { dmKey, identityOf, identityOfUser } from '../accounts/identity.js';
 import { lower } from './names.js';
 import { ERR, FAIL, RPL, failLine, numericLine, type NumericSpec } from './replies.js';
 import type { Responder } from './reply.js';
-import { roomTag, serializeTags } from '@parley/protocol';
-import { storedLine, type NodeStats, type Rooms } from './rooms.js';
+import { eventMsgid, formatServerTime, roomTag, serializeTags } from '@parley/protocol';
+import { Outgoing } from './outgoing.js';
+import { RoomRules, storedLine, type NodeStats, type Rooms } from './rooms.js';
 import type { Session } from './session.js';
 import type { Users } from './users.js';
 
@@ -61,8 +62,10 @@ export class Messaging {
    * so history replays it too; clients cannot send that tag themselves (only `+` tags pass).
    */
   private tagged(s: Session, p: Post): Post {
-    if (!s.account) return p;
-    const tags = { ...(p.tags ?? {}), account: s.account };
+    const bot = s.umodes.includes('B');
+    if (!s.account && !bot) return p;
+    // A bot's messages carry `bot` (IRCv3 bot mode), stored like `account`.
+    const tags = { ...(p.tags ?? {}), ...(s.account ? { account: s.account } : {}), ...(bot ? { bot: '' } : {}) };
     return { ...p, tags, tagText: serializeTags(tags) };
   }
 
@@ -73,6 +76,8 @@ export class Messaging {
     let display: string;
     if (room) {
       display = room.name;
+      // +m and +b from the room's rules kept here: no round trip for a member.
+      if (!(this.o.rooms.rules(key)?.maySpeak(s) ?? true)) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, display);
     } else {
       // Not a member: allowed only into an existing channel without +n.
       // NOTICE never gets automatic replies (RFC 2812 3.3.2).
@@ -83,7 +88,16 @@ export class Messaging {
         return this.failed(s, p, r, err, FAIL.TEMPORARILY_UNAVAILABLE);
       }
       if (!ch) return this.refuse(s, p, r, ERR.NOSUCHCHANNEL, p.target);
-      if (ch.modes.includes('n')) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
+      if (ch.modes.includes('n') || ch.modes.includes('m')) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
+      let lists;
+      try {
+        lists = await this.o.state.listModes(key);
+      } catch (err) {
+        return this.failed(s, p, r, err, FAIL.TEMPORARILY_UNAVAILABLE);
+      }
+      const rules = new RoomRules();
+      rules.load(ch, lists);
+      if (rules.banned(s.source, s.account)) return this.refuse(s, p, r, ERR.CANNOTSENDTOCHAN, ch.name);
       display = ch.name;
     }
     let verdict = this.o.admission.admit(key);
@@ -145,14 +159,63 @@ export class Messaging {
     if (away !== null && p.command === 'PRIVMSG') r.send(numericLine(this.o.serverName, s.nick, RPL.AWAY, [display, away]));
     const recipient = this.o.users.get(tkey);
     if (recipient) {
-      if (recipient !== s) {
-        recipient.write(out.lineFor(recipient.caps));
-        this.o.rooms.countDeliveries(1);
-      }
+      // To oneself: delivered as to anyone, besides the echo (labeled-response: the echo is the
+      // response, the delivery is not; echo-message: the echo is sent "in addition").
+      recipient.write(out.lineFor(recipient.caps));
+      this.o.rooms.countDeliveries(1);
       return;
     }
     const env: DirectEnvelope = { k: 'd', o: '', to: tkey, t: out.time, ms: out.timeMs, i: out.msgid, g: out.clientTags, l: out.rest };
     this.o.bus.publish(topics.nick(tkey), env);
+  }
+
+  /**
+   * TAGMSG (message-tags): relayed to the target's clients that negotiated message-tags, never
+   * stored (it has no text: `+typing` and the like). A channel needs membership and the right to
+   * speak there; a nick, to be online. The sender's echo (echo-message) is its response.
+   */
+  async tagmsg(s: Session, target: string, clientTags: Record<string, string> | null, r: Responder): Promise<void> {
+    const bot = s.umodes.includes('B');
+    const tags = { ...(clientTags ?? {}), ...(s.account ? { account: s.account } : {}), ...(bot ? { bot: '' } : {}) };
+    const now = Date.now();
+    const line = (display: string): Outgoing => new Outgoing(`:${s.source} TAGMSG ${display}`, now, formatServerTime(now), eventMsgid(), serializeTags(tags));
+    if (target.startsWith('#')) {
+      const key = lower(target);
+      const room = s.rooms.get(key);
+      if (!room) return void r.send(numericLine(this.o.serverName, s.nick, ERR.CANNOTSENDTOCHAN, [target]));
+      if (!(this.o.rooms.rules(key)?.maySpeak(s) ?? true)) return void r.send(numericLine(this.o.serverName, s.nick, ERR.CANNOTSENDTOCHAN, [room.name]));
+      const out = line(room.name);
+      if (s.echo) r.send(out.lineFor(s.caps));
+      for (const m of room.members) if (m !== s && m.has(Cap.MessageTags)) m.write(out.lineFor(m.caps));
+      // Members elsewhere get it as a line to their nick (the channel event envelope carries no
+      // client tags): one envelope per remote member, so TAGMSG costs more in big channels.
+      let members;
+      try {
+        members = await this.o.state.members(key);
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, 'cluster state unavailable for a TAGMSG');
+        return;
+      }
+      for (const m of members) {
+        const mk = lower(m.nick);
+        if (!this.o.users.get(mk)) this.o.users.toNick(mk, out, Cap.MessageTags);
+      }
+      return;
+    }
+    const tkey = lower(target);
+    let display = this.o.users.get(tkey)?.nick;
+    if (!display) {
+      try {
+        display = (await this.o.state.getUser(target))?.nick;
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, 'cluster state unavailable for a TAGMSG');
+        return void r.send(failLine(this.o.serverName, 'TAGMSG', FAIL.TEMPORARILY_UNAVAILABLE, [target]));
+      }
+      if (!display) return void r.send(numericLine(this.o.serverName, s.nick, ERR.NOSUCHNICK, [target]));
+    }
+    const out = line(display);
+    if (s.echo) r.send(out.lineFor(s.caps));
+    this.o.users.toNick(tkey, out, Cap.MessageTags);
   }
 
   /**

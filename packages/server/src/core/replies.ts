@@ -56,6 +56,25 @@ export const RPL = {
   LOGGEDOUT: num('RPL_LOGGEDOUT', 'You are now logged out'),
   SASLSUCCESS: num('RPL_SASLSUCCESS', 'SASL authentication successful'),
   SASLMECHS: num('RPL_SASLMECHS', 'are available SASL mechanisms'),
+  // channel modes, owned channels, operators and the common surface
+  /** `<chan> <mask> <setter> <set-at>` */
+  BANLIST: num('RPL_BANLIST', null),
+  EXCEPTLIST: num('RPL_EXCEPTLIST', null),
+  ENDOFEXCEPTLIST: num('RPL_ENDOFEXCEPTLIST', 'End of channel exception list'),
+  INVITELIST: num('RPL_INVITELIST', null),
+  ENDOFINVITELIST: num('RPL_ENDOFINVITELIST', 'End of channel invite list'),
+  /** `<nick> <chan>` */
+  INVITING: num('RPL_INVITING', null),
+  USERHOST: num('RPL_USERHOST', null),
+  WHOISOPERATOR: num('RPL_WHOISOPERATOR', 'is an IRC operator'),
+  YOUREOPER: num('RPL_YOUREOPER', 'You are now an IRC operator'),
+  /** WHOX: the fields asked, in the order of the spec */
+  WHOSPCRPL: num('RPL_WHOSPCRPL', null),
+  /** `:nick!user@host,…` */
+  MONONLINE: num('RPL_MONONLINE', null),
+  MONOFFLINE: num('RPL_MONOFFLINE', null),
+  MONLIST: num('RPL_MONLIST', null),
+  ENDOFMONLIST: num('RPL_ENDOFMONLIST', 'End of MONITOR list'),
 } as const;
 
 export const ERR = {
@@ -89,6 +108,19 @@ export const ERR = {
   SASLTOOLONG: num('ERR_SASLTOOLONG', 'SASL message too long'),
   SASLABORTED: num('ERR_SASLABORTED', 'SASL authentication aborted'),
   SASLALREADY: num('ERR_SASLALREADY', 'You have already authenticated using SASL'),
+  CHANNELISFULL: num('ERR_CHANNELISFULL', 'Cannot join channel (+l)'),
+  INVITEONLYCHAN: num('ERR_INVITEONLYCHAN', 'Cannot join channel (+i)'),
+  BANNEDFROMCHAN: num('ERR_BANNEDFROMCHAN', 'Cannot join channel (+b)'),
+  BADCHANNELKEY: num('ERR_BADCHANNELKEY', 'Cannot join channel (+k)'),
+  BANLISTFULL: num('ERR_BANLISTFULL', 'Channel list is full'),
+  USERONCHANNEL: num('ERR_USERONCHANNEL', 'is already on channel'),
+  NOPRIVILEGES: num('ERR_NOPRIVILEGES', "Permission Denied- You're not an IRC operator"),
+  NOOPERHOST: num('ERR_NOOPERHOST', 'No O-lines for your host'),
+  YOUREBANNEDCREEP: num('ERR_YOUREBANNEDCREEP', 'You are banned from this server'),
+  /** `<target> <mode> <param> :<why>` */
+  INVALIDMODEPARAM: num('ERR_INVALIDMODEPARAM', null),
+  /** `<limit> <targets> :Monitor list is full.` */
+  MONLISTFULL: num('ERR_MONLISTFULL', 'Monitor list is full.'),
 } as const;
 
 /** Every numeric the server can send. */
@@ -125,6 +157,8 @@ export const FAIL = {
   WEAK_PASSWORD: fail('WEAK_PASSWORD', 'Password too short: at least 8 bytes'),
   UNACCEPTABLE_PASSWORD: fail('UNACCEPTABLE_PASSWORD', 'Password too long: at most 300 bytes'),
   INVALID_CODE: fail('INVALID_CODE', 'Nothing to verify: accounts are verified when registered'),
+  // setname
+  INVALID_REALNAME: fail('INVALID_REALNAME', 'Invalid real name'),
 } as const;
 
 export const FAIL_CODES: readonly FailSpec[] = Object.values(FAIL);

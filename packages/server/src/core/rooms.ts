@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { eventMsgid, formatServerTime, roomTag, serializeTags } from '@parley/protocol';
+import { eventMsgid, formatServerTime, parseLine, roomTag, serializeTags } from '@parley/protocol';
+import { maskMatches } from '../cluster/masks.js';
+import type { ChannelInfo, ListEntry } from '../cluster/state.js';
 import type { Metrics } from '../metrics.js';
 import type { MessageStore, StoredMessage } from '../store/store.js';
 import type { ClusterBus } from './bus.js';
@@ -46,6 +48,76 @@ export function eventLine(rest: string): Outgoing {
 }
 
 /**
+ * What this instance knows of a local room's rules, so that a member's message is checked
+ * without a Redis round trip: the modes and ban lists (loaded when the room opens, then kept up
+ * to date from the room's MODE events, local and remote) and the status of each local member.
+ */
+export class RoomRules {
+  modes = '';
+  bans: string[] = [];
+  excepts: string[] = [];
+  loaded = false;
+  readonly status = new Map<Session, { op: boolean; voice: boolean }>();
+
+  load(ch: ChannelInfo, lists: ListEntry[]): void {
+    this.modes = ch.modes;
+    this.bans = lists.filter((e) => e.mode === 'b').map((e) => e.mask);
+    this.excepts = lists.filter((e) => e.mode === 'e').map((e) => e.mask);
+    this.loaded = true;
+  }
+
+  /**
+   * May this local member speak? `+m` needs voice or operator status; a banned member (a `+b`
+   * that matches, no `+e` that does) may not either, unless voiced or operator.
+   */
+  maySpeak(s: Session): boolean {
+    const st = this.status.get(s);
+    if (st && (st.op || st.voice)) return true;
+    if (this.modes.includes('m')) return false;
+    return !this.banned(s.source, s.account);
+  }
+
+  banned(source: string, account: string | null): boolean {
+    return this.bans.some((m) => maskMatches(m, source, account)) && !this.excepts.some((m) => maskMatches(m, source, account));
+  }
+
+  /** Applies a MODE line's changes (`+ov-b nick nick mask`). */
+  applyMode(params: string[], members: Iterable<Session>): void {
+    const letters = params[1] ?? '';
+    let arg = 2;
+    let add = true;
+    for (const c of letters) {
+      if (c === '+' || c === '-') {
+        add = c === '+';
+        continue;
+      }
+      if (c === 'o' || c === 'v') {
+        const key = (params[arg++] ?? '').toLowerCase();
+        for (const m of members) {
+          if (m.nickKey !== key) continue;
+          const st = this.status.get(m) ?? { op: false, voice: false };
+          if (c === 'o') st.op = add;
+          else st.voice = add;
+          this.status.set(m, st);
+        }
+      } else if (c === 'b' || c === 'e') {
+        const mask = params[arg++] ?? '';
+        const list = c === 'b' ? this.bans : this.excepts;
+        const i = list.findIndex((x) => x.toLowerCase() === mask.toLowerCase());
+        if (add && i === -1) list.push(mask);
+        else if (!add && i !== -1) list.splice(i, 1);
+      } else if (c === 'I' || c === 'k' || (c === 'l' && add)) {
+        arg++;
+      } else if (!add) {
+        this.modes = this.modes.split(c).join('');
+      } else if (!this.modes.includes(c)) {
+        this.modes += c;
+      }
+    }
+  }
+}
+
+/**
  * This instance's channels: which ones have local members (each subscribed on the bus while it
  * has any), delivery of stored messages in order to local members, and channel events. A room
  * that misses sequence numbers (a lost publish, a dead publisher, a broker outage) fills them
@@ -53,6 +125,7 @@ export function eventLine(rest: string): Outgoing {
  */
 export class Rooms implements RoomEvents {
   private readonly map = new Map<string, LocalRoom>();
+  private readonly ruleMap = new Map<string, RoomRules>();
   private readonly filling = new Set<LocalRoom>();
   private fanoutTick = 0;
 
@@ -64,6 +137,11 @@ export class Rooms implements RoomEvents {
 
   get(key: string): LocalRoom | undefined {
     return this.map.get(key);
+  }
+
+  /** The rules of a room open here (see RoomRules). */
+  rules(key: string): RoomRules | undefined {
+    return this.ruleMap.get(key);
   }
 
   values(): IterableIterator<LocalRoom> {
@@ -80,6 +158,7 @@ export class Rooms implements RoomEvents {
     const room = new LocalRoom(key, name, this);
     room.tag = roomTag(key);
     this.map.set(key, room);
+    this.ruleMap.set(key, new RoomRules());
     this.o.metrics.localRooms.inc();
     room.ready = (async () => {
       await this.o.bus.acquire(topics.room(key));
@@ -105,11 +184,13 @@ export class Rooms implements RoomEvents {
   leave(room: LocalRoom, s: Session): void {
     room.members.delete(s);
     s.rooms.delete(room.key);
+    this.ruleMap.get(room.key)?.status.delete(s);
     if (room.members.size === 0 && this.map.get(room.key) === room) this.remove(room, true);
   }
 
   private remove(room: LocalRoom, subscribed: boolean): void {
     this.map.delete(room.key);
+    this.ruleMap.delete(room.key);
     this.o.metrics.localRooms.dec();
     room.dispose();
     if (subscribed) this.o.bus.release(topics.room(room.key));
@@ -130,6 +211,7 @@ export class Rooms implements RoomEvents {
 
   /** A channel event: to local members (except `exclude`) and to the other instances. */
   event(room: string, out: Outgoing, exclude: Session | null, leave?: string): void {
+    this.observeMode(room, out.rest);
     this.map.get(room)?.broadcast(out, exclude);
     const env: ChannelEventEnvelope = { k: 'e', o: '', r: room, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
     if (leave) env.leave = leave;
@@ -148,8 +230,20 @@ export class Rooms implements RoomEvents {
   /** A channel event from another instance; returns the local room it concerned, if any. */
   remoteEvent(env: ChannelEventEnvelope): LocalRoom | undefined {
     const room = this.map.get(env.r);
+    this.observeMode(env.r, env.l);
     room?.broadcast(new Outgoing(env.l, env.ms, env.t, env.i, ''), null);
     return room;
+  }
+
+  /** Keeps a room's rules in step with its MODE events. */
+  private observeMode(key: string, rest: string): void {
+    const rules = this.ruleMap.get(key);
+    if (!rules || !/^:\S+ MODE /.test(rest)) return;
+    try {
+      rules.applyMode(parseLine(rest).params, this.map.get(key)?.members ?? []);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message, room: key }, 'unreadable MODE event');
+    }
   }
 
   highestSeq(key: string): number {

@@ -48,6 +48,12 @@ export class Session implements Responder {
   readonly realHost: string;
   /** an IRC operator (OPER): sees real hosts */
   isOper = false;
+  /** the oper block (config `opers[].name`) this session logged in to with OPER, null when none */
+  operName: string | null = null;
+  /** user modes without '+': `B` bot, `o` operator, `w` wallops, `i` invisible (kept in the cluster state too) */
+  umodes = '';
+  /** lower-case nicks this connection MONITORs */
+  readonly monitors = new Set<string>();
   registered = false;
   capNegotiating = false;
   caps = 0;

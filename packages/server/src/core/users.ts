@@ -7,6 +7,7 @@ import type { ClusterBus } from './bus.js';
 import { Cap } from './caps.js';
 import { topics, type DirectEnvelope, type KillEnvelope, type UserEventEnvelope } from './envelope.js';
 import { lower } from './names.js';
+import { RPL, numericLine } from './replies.js';
 import { Outgoing } from './outgoing.js';
 import { eventLine, type Rooms } from './rooms.js';
 import type { Responder } from './reply.js';
@@ -46,6 +47,8 @@ export class Users {
   /** every session whose nick the cluster state holds (registered or still cleaning up) */
   private readonly claims = new Map<string, Session>();
   private readonly releasing = new Set<Promise<void>>();
+  /** MONITOR: lower-case nick → the local sessions watching it */
+  private readonly watchers = new Map<string, Set<Session>>();
 
   constructor(private readonly o: UsersOptions) {}
 
@@ -89,6 +92,8 @@ export class Users {
     s.registered = true;
     this.byNick.set(key, s);
     this.o.metrics.users.inc();
+    // Sign-on, for MONITOR on every instance: a NICK to the same nick, to no room.
+    this.announce([], `:${s.source} NICK ${s.nick}`);
     return true;
   }
 
@@ -132,6 +137,7 @@ export class Users {
   disconnected(s: Session, reason: string): void {
     this.clearGrace(s);
     s.sasl = null;
+    this.unwatchAll(s);
     if (s.registered && this.byNick.get(s.nickKey) === s) {
       this.byNick.delete(s.nickKey);
       this.o.metrics.users.dec();
@@ -168,6 +174,7 @@ export class Users {
    */
   announce(roomKeys: string[], rest: string, self?: Session, r?: Responder): void {
     const out = eventLine(rest);
+    this.observe(rest);
     if (self && r && !self.closed) r.send(out.lineFor(self.caps));
     this.deliverUserEvent(roomKeys, out, self);
     const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
@@ -175,6 +182,8 @@ export class Users {
   }
 
   remoteUserEvent(env: UserEventEnvelope): void {
+    if (env.rooms.length === 0 && /^:\S+ WALLOPS :/.test(env.l)) return this.deliverWallops(new Outgoing(env.l, env.ms, env.t, env.i, ''));
+    this.observe(env.l);
     this.deliverUserEvent(env.rooms, new Outgoing(env.l, env.ms, env.t, env.i, ''), undefined, env.c ?? 0);
   }
 
@@ -182,6 +191,8 @@ export class Users {
   remoteDirect(env: DirectEnvelope): void {
     const s = this.byNick.get(env.to);
     if (!s) return;
+    // TAGMSG only reaches clients that negotiated message-tags.
+    if (!s.has(Cap.MessageTags) && /^:\S+ TAGMSG /.test(env.l)) return;
     s.write(new Outgoing(env.l, env.ms, env.t, env.i, env.g).lineFor(s.caps));
     this.o.rooms.countDeliveries(1);
   }
@@ -198,6 +209,96 @@ export class Users {
         seen.add(m);
         if ((m.caps & need) === need) m.write(out.lineFor(m.caps));
       }
+    }
+  }
+
+  // ---- lines to users wherever they are ------------------------------------------------------
+
+  /** A line for one user wherever it is connected (INVITE, KILL): written here, else on its nick's topic. */
+  toNick(nickKey: string, out: Outgoing, need = 0): void {
+    const local = this.byNick.get(nickKey);
+    if (local) {
+      if ((local.caps & need) === need) local.write(out.lineFor(local.caps));
+      return;
+    }
+    const env: DirectEnvelope = { k: 'd', o: '', to: nickKey, t: out.time, ms: out.timeMs, i: out.msgid, g: out.clientTags, l: out.rest };
+    this.o.bus.publish(topics.nick(nickKey), env);
+  }
+
+  /**
+   * A line to the members of `roomKeys` on every instance that negotiated the caps `need`
+   * (away-notify, invite-notify, setname), each once, except `skip`. Without client tags: the
+   * user event envelope carries none.
+   */
+  toRoomMembers(roomKeys: string[], out: Outgoing, skip: Session | undefined, need: number): void {
+    this.deliverUserEvent(roomKeys, out, skip, need);
+    if (roomKeys.length === 0) return;
+    const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest, c: need };
+    this.o.bus.publish(topics.all, env);
+  }
+
+  /** WALLOPS: to every user with `+w` on every instance (the sender included, when it has `+w`). */
+  wallops(rest: string): void {
+    const out = eventLine(rest);
+    this.deliverWallops(out);
+    const env: UserEventEnvelope = { k: 'u', o: '', rooms: [], t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
+    this.o.bus.publish(topics.all, env);
+  }
+
+  private deliverWallops(out: Outgoing): void {
+    for (const s of this.byNick.values()) if (s.umodes.includes('w')) s.write(out.lineFor(s.caps));
+  }
+
+  /** Sets a user's modes here and in the cluster state (WHO, WHOIS). */
+  async setUserModes(s: Session, modes: string): Promise<void> {
+    s.umodes = modes;
+    await this.o.state.updateUser(s.nick, { modes });
+  }
+
+  // ---- MONITOR --------------------------------------------------------------------------------
+
+  /** `s` watches `nickKey`; false when its list is full. */
+  watch(s: Session, nickKey: string, max: number): boolean {
+    if (s.monitors.has(nickKey)) return true;
+    if (s.monitors.size >= max) return false;
+    s.monitors.add(nickKey);
+    let set = this.watchers.get(nickKey);
+    if (!set) this.watchers.set(nickKey, (set = new Set()));
+    set.add(s);
+    return true;
+  }
+
+  unwatch(s: Session, nickKey: string): void {
+    s.monitors.delete(nickKey);
+    const set = this.watchers.get(nickKey);
+    set?.delete(s);
+    if (set?.size === 0) this.watchers.delete(nickKey);
+  }
+
+  unwatchAll(s: Session): void {
+    for (const k of [...s.monitors]) this.unwatch(s, k);
+  }
+
+  /**
+   * MONITOR notices from the user events every instance sees: a QUIT (offline), a NICK (the old
+   * nick offline, the new one online; a NICK to the same nick is a sign-on).
+   */
+  private observe(rest: string): void {
+    if (this.watchers.size === 0) return;
+    const m = /^:(([^! ]+)!\S+) (QUIT|NICK)(?: :?(\S+))?/.exec(rest);
+    if (!m) return;
+    const [, source = '', nick = '', command, arg = ''] = m;
+    if (command === 'QUIT') return this.notifyWatchers(nick, null);
+    if (lower(arg) !== lower(nick)) this.notifyWatchers(nick, null);
+    this.notifyWatchers(arg, `${arg}${source.slice(nick.length)}`);
+  }
+
+  private notifyWatchers(nick: string, source: string | null): void {
+    const set = this.watchers.get(lower(nick));
+    if (!set) return;
+    const server = this.o.serverName;
+    for (const s of set) {
+      s.write(source ? numericLine(server, s.nick, RPL.MONONLINE, [source]) : numericLine(server, s.nick, RPL.MONOFFLINE, [nick]));
     }
   }
 

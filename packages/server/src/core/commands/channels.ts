@@ -1,41 +1,58 @@
-import type { ModeChange } from '../../cluster/state.js';
+import { normalizeMask } from '../../cluster/masks.js';
+import { FLAG_MODES, type ChannelInfo, type JoinResult, type ListMode, type Member, type ModeChange } from '../../cluster/state.js';
+import { Cap } from '../caps.js';
 import type { CommandContext, Handler } from '../context.js';
+import { globMatch } from '../../cluster/masks.js';
 import { isChannel, lower, validChannel } from '../names.js';
-import { ERR, RPL, numericLine } from '../replies.js';
+import { ERR, RPL, numericLine, type NumericSpec } from '../replies.js';
 import type { Responder } from '../reply.js';
 import { eventLine } from '../rooms.js';
 import type { Session } from '../session.js';
+
+/** Channels one KICK, NAMES or PART line may name (ISUPPORT TARGMAX). */
+export const MAX_CHANNEL_TARGETS = 10;
+
+const JOIN_REFUSAL: Record<Exclude<JoinResult['kind'], 'joined' | 'already'>, NumericSpec> = {
+  'too-many': ERR.TOOMANYCHANNELS,
+  banned: ERR.BANNEDFROMCHAN,
+  'invite-only': ERR.INVITEONLYCHAN,
+  'bad-key': ERR.BADCHANNELKEY,
+  full: ERR.CHANNELISFULL,
+};
 
 export const join: Handler = async (ctx, s, msg, r) => {
   if (msg.params[0] === '0') {
     for (const room of [...s.rooms.values()]) await partOne(ctx, s, room.name, 'Left all channels', r);
     return;
   }
-  for (const name of (msg.params[0] ?? '').split(',')) {
+  const keys = (msg.params[1] ?? '').split(',');
+  for (const [i, name] of (msg.params[0] ?? '').split(',').entries()) {
     if (!name) continue;
     if (!validChannel(ctx.config.limits, name)) {
       ctx.num(s, r, ERR.NOSUCHCHANNEL, name);
       continue;
     }
-    await joinOne(ctx, s, name, r);
+    await joinOne(ctx, s, name, keys[i] || null, r);
   }
 };
 
-async function joinOne(ctx: CommandContext, s: Session, name: string, r: Responder): Promise<void> {
-  const key = lower(name);
-  if (s.rooms.has(key)) return;
+async function joinOne(ctx: CommandContext, s: Session, name: string, key: string | null, r: Responder): Promise<void> {
+  const ckey = lower(name);
+  if (s.rooms.has(ckey)) return;
   // Subscribed before joining, so that nothing published after the join is missed.
-  const room = await ctx.rooms.open(key, name);
+  const room = await ctx.rooms.open(ckey, name);
   let res;
   try {
-    res = await ctx.state.join(key, name, s.nick, ctx.config.limits.channelsPerUser);
+    res = await ctx.state.join(ckey, name, s.nick, ctx.config.limits.channelsPerUser, { source: s.source, account: s.account, key });
+    const rules = ctx.rooms.rules(ckey);
+    if (res.kind === 'joined' && rules && !rules.loaded) rules.load(res.channel, await ctx.state.listModes(ckey));
   } catch (err) {
     ctx.rooms.leave(room, s);
     throw err;
   }
   if (res.kind !== 'joined') {
     ctx.rooms.leave(room, s);
-    if (res.kind === 'too-many') ctx.num(s, r, ERR.TOOMANYCHANNELS, name);
+    if (res.kind !== 'already') ctx.num(s, r, JOIN_REFUSAL[res.kind], name);
     return;
   }
   if (s.closed) {
@@ -44,26 +61,47 @@ async function joinOne(ctx: CommandContext, s: Session, name: string, r: Respond
     return;
   }
   room.name = res.channel.name;
-  s.rooms.set(key, room);
+  s.rooms.set(ckey, room);
   const out = eventLine(`:${s.source} JOIN ${res.channel.name}`);
   // The joiner's own JOIN is part of its response (labeled); the others get it by broadcast.
   r.send(out.lineFor(s.caps));
-  ctx.rooms.event(key, out, null);
+  ctx.rooms.event(ckey, out, null);
   room.members.add(s);
+  ctx.rooms.rules(ckey)?.status.set(s, { op: res.op, voice: res.voice });
+  if (!res.created && (res.op || res.voice)) {
+    // Status from the channel's access list: the others see it given (by the services).
+    const modeOut = eventLine(`:${ctx.serverName} MODE ${res.channel.name} +${res.op ? 'o' : ''}${res.voice ? 'v' : ''}${res.op ? ` ${s.nick}` : ''}${res.voice ? ` ${s.nick}` : ''}`);
+    r.send(modeOut.lineFor(s.caps));
+    ctx.rooms.event(ckey, modeOut, s);
+  }
   if (res.channel.topic) {
     ctx.num(s, r, RPL.TOPIC, res.channel.name, res.channel.topic);
     ctx.num(s, r, RPL.TOPICWHOTIME, res.channel.name, res.channel.topicBy, String(Math.floor(res.channel.topicAt / 1000)));
   }
-  await sendNames(ctx, s, key, res.channel.name, r);
+  await sendNames(ctx, s, ckey, res.channel, r);
 }
 
-async function sendNames(ctx: CommandContext, s: Session, key: string, name: string, r: Responder): Promise<void> {
+/** `@`, `+` or both (multi-prefix): what NAMES and WHO show before a member's nick. */
+export function memberPrefix(m: { op: boolean; voice?: boolean | undefined }, caps: number): string {
+  if ((caps & Cap.MultiPrefix) !== 0) return (m.op ? '@' : '') + (m.voice ? '+' : '');
+  return m.op ? '@' : m.voice ? '+' : '';
+}
+
+/** RFC 2812 channel symbol of 353: `@` secret, `*` private, `=` public. */
+function channelSymbol(ch: ChannelInfo): string {
+  return ch.modes.includes('s') ? '@' : ch.modes.includes('p') ? '*' : '=';
+}
+
+async function sendNames(ctx: CommandContext, s: Session, key: string, ch: ChannelInfo, r: Responder): Promise<void> {
   const members = await ctx.state.members(key);
-  const head = numericLine(ctx.serverName, s.nick, RPL.NAMREPLY, ['=', name, '']);
+  const withHosts = s.has(Cap.UserhostInNames);
+  const users = withHosts ? await ctx.state.getUsers(members.map((m) => m.nick)) : [];
+  const head = numericLine(ctx.serverName, s.nick, RPL.NAMREPLY, [channelSymbol(ch), ch.name, '']);
   let line = head;
   let count = 0;
-  for (const m of members) {
-    const item = (m.op ? '@' : '') + m.nick;
+  members.forEach((m: Member, i) => {
+    const u = users[i];
+    const item = memberPrefix(m, s.caps) + (u ? `${u.nick}!${u.user}@${u.host}` : m.nick);
     if (count > 0 && line.length + item.length + 1 > 400) {
       r.send(line);
       line = head;
@@ -71,14 +109,14 @@ async function sendNames(ctx: CommandContext, s: Session, key: string, name: str
     }
     line += count === 0 ? item : ` ${item}`;
     count++;
-  }
+  });
   if (count > 0) r.send(line);
-  ctx.num(s, r, RPL.ENDOFNAMES, name);
+  ctx.num(s, r, RPL.ENDOFNAMES, ch.name);
 }
 
 export const part: Handler = async (ctx, s, msg, r) => {
   const reason = msg.params[1] ?? '';
-  for (const name of (msg.params[0] ?? '').split(',')) {
+  for (const name of (msg.params[0] ?? '').split(',').slice(0, MAX_CHANNEL_TARGETS)) {
     if (name) await partOne(ctx, s, name, reason, r);
   }
 };
@@ -101,6 +139,8 @@ export const topic: Handler = async (ctx, s, msg, r) => {
   if (msg.params.length < 2) {
     const ch = await ctx.state.channel(key);
     if (!ch) return ctx.num(s, r, ERR.NOSUCHCHANNEL, name);
+    // A secret channel's topic is for its members (RFC 2812 3.2.4: 442).
+    if (ch.secret && !s.rooms.has(key)) return ctx.num(s, r, ERR.NOTONCHANNEL, name);
     if (!ch.topic) return ctx.num(s, r, RPL.NOTOPIC, ch.name);
     ctx.num(s, r, RPL.TOPIC, ch.name, ch.topic);
     ctx.num(s, r, RPL.TOPICWHOTIME, ch.name, ch.topicBy, String(Math.floor(ch.topicAt / 1000)));
@@ -119,68 +159,122 @@ export const topic: Handler = async (ctx, s, msg, r) => {
 export const names: Handler = async (ctx, s, msg, r) => {
   const arg = msg.params[0];
   if (!arg) return ctx.num(s, r, RPL.ENDOFNAMES, '*');
-  for (const name of arg.split(',')) {
+  for (const name of arg.split(',').slice(0, MAX_CHANNEL_TARGETS)) {
     if (!name) continue;
     const key = lower(name);
     const ch = await ctx.state.channel(key);
-    if (!ch) ctx.num(s, r, RPL.ENDOFNAMES, name);
-    else await sendNames(ctx, s, key, ch.name, r);
+    // A secret or private channel is not shown to non-members: as if it did not exist.
+    if (!ch || (ch.secret && !s.rooms.has(key))) ctx.num(s, r, RPL.ENDOFNAMES, name);
+    else await sendNames(ctx, s, key, ch, r);
   }
 };
 
+/**
+ * ELIST conditions of a LIST parameter: `>n`/`<n` members (U), a channel mask `#a*` (M) or its
+ * negation `!#a*` (N), and plain channel names. Null for a parameter that is none of them.
+ */
+interface ListFilter {
+  names: string[];
+  masks: string[];
+  notMasks: string[];
+  min: number;
+  max: number;
+}
+
+function listFilter(arg: string | undefined): ListFilter {
+  const f: ListFilter = { names: [], masks: [], notMasks: [], min: -1, max: Infinity };
+  for (const part of (arg ?? '').split(',')) {
+    if (!part) continue;
+    if (/^>\d+$/.test(part)) f.min = Number(part.slice(1));
+    else if (/^<\d+$/.test(part)) f.max = Number(part.slice(1));
+    else if (part.startsWith('!')) f.notMasks.push(part.slice(1));
+    else if (/[*?]/.test(part)) f.masks.push(part);
+    else f.names.push(lower(part));
+  }
+  return f;
+}
+
 export const list: Handler = async (ctx, s, msg, r) => {
-  const keys = msg.params[0] ? msg.params[0].split(',').filter(Boolean).map(lower) : await ctx.state.listChannels();
+  const f = listFilter(msg.params[0]);
+  let keys = f.names.length ? f.names : await ctx.state.listChannels();
+  if (f.masks.length) keys = keys.filter((k) => f.masks.some((m) => globMatch(m, k)));
+  if (f.notMasks.length) keys = keys.filter((k) => !f.notMasks.some((m) => globMatch(m, k)));
   const shown = keys.slice(0, 10_000);
   const [infos, counts] = await Promise.all([ctx.state.channels(shown), ctx.state.memberCounts(shown)]);
   ctx.num(s, r, RPL.LISTSTART, 'Channel');
   infos.forEach((ch, i) => {
-    if (ch) ctx.num(s, r, RPL.LIST, ch.name, String(counts[i] ?? 0), ch.topic);
+    const n = counts[i] ?? 0;
+    if (!ch || n <= f.min || n >= f.max) return;
+    // +s and +p channels are listed only to their members.
+    if (ch.secret && !s.rooms.has(shown[i] ?? '')) return;
+    ctx.num(s, r, RPL.LIST, ch.name, String(n), ch.topic);
   });
   ctx.num(s, r, RPL.LISTEND);
 };
 
+const LIST_REPLIES: Record<ListMode, [NumericSpec, NumericSpec]> = {
+  b: [RPL.BANLIST, RPL.ENDOFBANLIST],
+  e: [RPL.EXCEPTLIST, RPL.ENDOFEXCEPTLIST],
+  I: [RPL.INVITELIST, RPL.ENDOFINVITELIST],
+};
+
+const USER_MODES = 'Biow';
+
 export const mode: Handler = async (ctx, s, msg, r) => {
   const target = msg.params[0] ?? '';
-  if (!isChannel(target)) {
-    if (lower(target) !== s.nickKey) return ctx.num(s, r, ERR.USERSDONTMATCH);
-    if (msg.params[1] && /[^+\-i]/.test(msg.params[1])) return ctx.num(s, r, ERR.UMODEUNKNOWNFLAG);
-    return ctx.num(s, r, RPL.UMODEIS, '+');
-  }
+  if (!isChannel(target)) return userMode(ctx, s, target, msg.params[1], r);
   const key = lower(target);
   const spec = msg.params[1];
   if (!spec) {
     const ch = await ctx.state.channel(key);
     if (!ch) return ctx.num(s, r, ERR.NOSUCHCHANNEL, target);
-    r.send(numericLine(ctx.serverName, s.nick, RPL.CHANNELMODEIS, [ch.name, `+${ch.modes}`]).replace(/ :\+/, ' +'));
+    // The key is shown to members only (as other servers do).
+    const params: string[] = [];
+    if (ch.key) params.push(s.rooms.has(key) ? ch.key : '*');
+    if (ch.limit) params.push(String(ch.limit));
+    const letters = `+${[...ch.modes].filter((c) => c !== 'k' && c !== 'l').join('')}${ch.key ? 'k' : ''}${ch.limit ? 'l' : ''}`;
+    r.send(numericLine(ctx.serverName, s.nick, RPL.CHANNELMODEIS, [ch.name, letters, ...params, '']).replace(/ :$/, ''));
     ctx.num(s, r, RPL.CREATIONTIME, ch.name, String(Math.floor(ch.created / 1000)));
     return;
   }
-  if (spec === 'b' || spec === '+b') return ctx.num(s, r, RPL.ENDOFBANLIST, target);
-  const changes: ModeChange[] = [];
-  let add = true;
-  let argi = 2;
-  for (const c of spec) {
-    if (c === '+' || c === '-') {
-      add = c === '+';
-    } else if (c === 'o') {
-      const nk = msg.params[argi++];
-      if (!nk) return ctx.num(s, r, ERR.NEEDMOREPARAMS, 'MODE');
-      changes.push({ add, mode: 'o', nick: nk });
-    } else if (c === 't' || c === 'n') {
-      changes.push({ add, mode: c });
-    } else {
-      return ctx.num(s, r, ERR.UNKNOWNMODE, c);
+  // A list query: `b`, `+b`, `e`, `I` (several letters: each list).
+  if (/^\+?[beI]+$/.test(spec) && msg.params.length === 2) {
+    const ch = await ctx.state.channel(key);
+    if (!ch) return ctx.num(s, r, ERR.NOSUCHCHANNEL, target);
+    const entries = await ctx.state.listModes(key);
+    for (const m of new Set(spec.replace('+', '')) as Set<ListMode>) {
+      const [item, end] = LIST_REPLIES[m];
+      for (const e of entries) if (e.mode === m) ctx.num(s, r, item, ch.name, e.mask, e.setBy, String(Math.floor(e.setAt / 1000)));
+      ctx.num(s, r, end, ch.name);
     }
+    return;
   }
-  const res = await ctx.state.setModes(key, s.nick, changes);
+  const parsed = parseChanges(ctx, s, target, spec, msg.params.slice(2), r);
+  if (!parsed) return;
+  const { changes, nicks } = parsed;
+  // +o/+v for a nick that exists nowhere is 401; for one that exists elsewhere, 441 (modern.ircdocs.horse, MODE).
+  const known = nicks.length ? await ctx.state.getUsers(nicks) : [];
+  const absent = new Set(nicks.filter((_, i) => !known[i]).map(lower));
+  for (const n of nicks) if (absent.has(lower(n))) ctx.num(s, r, ERR.NOSUCHNICK, n);
+  const wanted = changes.filter((c) => !(c.nick && absent.has(lower(c.nick))));
+  if (wanted.length === 0 && changes.length > 0) return;
+  const res = await ctx.state.setModes(key, s.nick, wanted, s.source, Date.now());
   if (res.kind === 'no-channel') return ctx.num(s, r, ERR.NOSUCHCHANNEL, target);
   if (res.kind === 'not-op') return ctx.num(s, r, ERR.CHANOPRIVSNEEDED, target);
   for (const m of res.missing) ctx.num(s, r, ERR.USERNOTINCHANNEL, m, target);
+  for (const m of res.full) ctx.num(s, r, ERR.BANLISTFULL, target, m);
   if (res.applied.length === 0) return;
+  const out = eventLine(`:${s.source} MODE ${s.rooms.get(key)?.name ?? target} ${modeText(res.applied)}`);
+  r.send(out.lineFor(s.caps));
+  ctx.rooms.event(key, out, s);
+};
+
+/** `+ov-b nick nick mask` for applied changes. */
+export function modeText(applied: ModeChange[]): string {
   let letters = '';
   let sign = '';
   const args: string[] = [];
-  for (const c of res.applied) {
+  for (const c of applied) {
     const sg = c.add ? '+' : '-';
     if (sg !== sign) {
       letters += sg;
@@ -188,17 +282,108 @@ export const mode: Handler = async (ctx, s, msg, r) => {
     }
     letters += c.mode;
     if (c.nick) args.push(c.nick);
+    else if (c.arg !== undefined) args.push(c.arg);
   }
-  const out = eventLine(`:${s.source} MODE ${s.rooms.get(key)?.name ?? target} ${[letters, ...args].join(' ')}`);
-  r.send(out.lineFor(s.caps));
-  ctx.rooms.event(key, out, s);
+  return [letters, ...args].join(' ');
+}
+
+/**
+ * A mode string and its parameters → changes, or null after answering the problem (461 for a
+ * missing parameter, 472 for an unknown letter, 696 for a bad one: nothing changes then).
+ */
+function parseChanges(ctx: CommandContext, s: Session, target: string, spec: string, args: string[], r: Responder): { changes: ModeChange[]; nicks: string[] } | null {
+  const changes: ModeChange[] = [];
+  const nicks: string[] = [];
+  let add = true;
+  let argi = 0;
+  for (const c of spec) {
+    if (c === '+' || c === '-') {
+      add = c === '+';
+      continue;
+    }
+    if (c === 'o' || c === 'v') {
+      const nk = args[argi++];
+      if (!nk) {
+        ctx.num(s, r, ERR.NEEDMOREPARAMS, 'MODE');
+        return null;
+      }
+      changes.push({ add, mode: c, nick: nk });
+      nicks.push(nk);
+    } else if (c === 'b' || c === 'e' || c === 'I') {
+      const raw = args[argi++];
+      if (!raw) continue; // `+b` without a mask inside a longer string: nothing to do
+      const mask = normalizeMask(raw);
+      if (!mask) {
+        ctx.num(s, r, ERR.INVALIDMODEPARAM, target, c, raw, 'Invalid mask');
+        return null;
+      }
+      changes.push({ add, mode: c, arg: mask });
+    } else if (c === 'k') {
+      const k = args[argi++];
+      if (add && (!k || /[\s,:]/.test(k) || k.length > 23)) {
+        if (!k) ctx.num(s, r, ERR.NEEDMOREPARAMS, 'MODE');
+        else ctx.num(s, r, ERR.INVALIDMODEPARAM, target, 'k', k, 'Invalid key');
+        return null;
+      }
+      changes.push(add ? { add, mode: 'k', arg: k } : { add, mode: 'k' });
+    } else if (c === 'l') {
+      if (!add) {
+        changes.push({ add, mode: 'l' });
+        continue;
+      }
+      const n = args[argi++];
+      if (!n) {
+        ctx.num(s, r, ERR.NEEDMOREPARAMS, 'MODE');
+        return null;
+      }
+      if (!/^\d{1,6}$/.test(n) || Number(n) < 1) {
+        ctx.num(s, r, ERR.INVALIDMODEPARAM, target, 'l', n, 'Invalid limit');
+        return null;
+      }
+      changes.push({ add, mode: 'l', arg: String(Number(n)) });
+    } else if (FLAG_MODES.includes(c)) {
+      changes.push({ add, mode: c as ModeChange['mode'] });
+    } else {
+      ctx.num(s, r, ERR.UNKNOWNMODE, c);
+      return null;
+    }
+  }
+  return { changes, nicks };
+}
+
+/** User modes: `+B` (bot), `+w` (WALLOPS), `+i` (kept, no effect); `o` only comes with OPER, and `-o` drops it. */
+async function userMode(ctx: CommandContext, s: Session, target: string, spec: string | undefined, r: Responder): Promise<void> {
+  if (lower(target) !== s.nickKey) return ctx.num(s, r, ERR.USERSDONTMATCH);
+  if (!spec) return ctx.num(s, r, RPL.UMODEIS, `+${s.umodes}`);
+  let add = true;
+  let modes = s.umodes;
+  let unknown = false;
+  for (const c of spec) {
+    if (c === '+' || c === '-') add = c === '+';
+    else if (!USER_MODES.includes(c)) unknown = true;
+    else if (c === 'o' && add) continue; // only OPER makes an operator
+    else if (add && !modes.includes(c)) modes += c;
+    else if (!add) modes = modes.split(c).join('');
+  }
+  if (unknown) ctx.num(s, r, ERR.UMODEUNKNOWNFLAG);
+  if (modes === s.umodes) return;
+  const added = [...modes].filter((c) => !s.umodes.includes(c)).join('');
+  const removed = [...s.umodes].filter((c) => !modes.includes(c)).join('');
+  await ctx.users.setUserModes(s, modes);
+  r.send(`:${s.source} MODE ${s.nick} ${added ? `+${added}` : ''}${removed ? `-${removed}` : ''}`);
+}
+
+/** `KICK #chan a,b :reason`, or `KICK #a,#b x,y` (pairs), as RFC 2812 3.2.8 allows. */
+export const kick: Handler = async (ctx, s, msg, r) => {
+  const chans = (msg.params[0] ?? '').split(',').filter(Boolean);
+  const targets = (msg.params[1] ?? '').split(',').filter(Boolean).slice(0, MAX_CHANNEL_TARGETS);
+  const reason = (msg.params[2] || s.nick).slice(0, ctx.config.limits.kickLen);
+  const pairs: [string, string][] = chans.length === 1 ? targets.map((t) => [chans[0] as string, t]) : chans.slice(0, targets.length).map((c, i) => [c, targets[i] as string]);
+  for (const [name, target] of pairs) await kickOne(ctx, s, name, target, reason, r);
 };
 
-export const kick: Handler = async (ctx, s, msg, r) => {
-  const name = msg.params[0] ?? '';
-  const target = msg.params[1] ?? '';
+async function kickOne(ctx: CommandContext, s: Session, name: string, target: string, reason: string, r: Responder): Promise<void> {
   const key = lower(name);
-  const reason = (msg.params[2] || s.nick).slice(0, ctx.config.limits.kickLen);
   const res = await ctx.state.kick(key, s.nick, target);
   if (res === 'no-channel') return ctx.num(s, r, ERR.NOSUCHCHANNEL, name);
   if (res === 'not-on-channel') return ctx.num(s, r, ERR.NOTONCHANNEL, name);
@@ -212,4 +397,28 @@ export const kick: Handler = async (ctx, s, msg, r) => {
   const victim = ctx.users.get(targetKey);
   const room = ctx.rooms.get(key);
   if (victim && room?.members.has(victim)) ctx.rooms.leave(room, victim);
+}
+
+/**
+ * `INVITE <nick> <chan>`: 341 to the inviter, `INVITE` to the invited user wherever it is, and
+ * (invite-notify) to the channel's members that asked for it. Without parameters: nothing to list
+ * (invites are not kept per user), so just the end (RPL 347 is for `+I`; modern servers answer
+ * 337 — not sent here).
+ */
+export const invite: Handler = async (ctx, s, msg, r) => {
+  const nick = msg.params[0] ?? '';
+  const name = msg.params[1] ?? '';
+  const u = await ctx.state.getUser(nick);
+  if (!u) return ctx.num(s, r, ERR.NOSUCHNICK, nick);
+  const key = lower(name);
+  const res = await ctx.state.invite(key, s.nick, u.nick);
+  if (res === 'no-channel') return ctx.num(s, r, ERR.NOSUCHCHANNEL, name);
+  if (res === 'not-on-channel') return ctx.num(s, r, ERR.NOTONCHANNEL, name);
+  if (res === 'not-op') return ctx.num(s, r, ERR.CHANOPRIVSNEEDED, name);
+  if (res === 'already-on') return ctx.num(s, r, ERR.USERONCHANNEL, u.nick, name);
+  const chan = s.rooms.get(key)?.name ?? name;
+  ctx.num(s, r, RPL.INVITING, u.nick, chan);
+  const out = eventLine(`:${s.source} INVITE ${u.nick} ${chan}`);
+  ctx.users.toNick(lower(u.nick), out);
+  ctx.users.toRoomMembers([key], out, s, Cap.InviteNotify);
 };

@@ -1,7 +1,12 @@
 import type { IrcMessage } from '@parley/protocol';
 import { isServiceNick } from '../../accounts/service.js';
-import { CAP_BITS, CAP_LS, CAP_LS_302 } from '../caps.js';
+import { CAP_BITS, CAP_LS, capLs302, stsValueFor } from '../caps.js';
+import { MAX_LIST_ENTRIES } from '../../cluster/state.js';
 import type { CommandContext, Handler } from '../context.js';
+import { MAX_CHANNEL_TARGETS } from './channels.js';
+import { MAX_MESSAGE_TARGETS } from './messages.js';
+import { connectionBan } from './oper.js';
+import { isChanServ } from './services-chanserv.js';
 import { validNick } from '../names.js';
 import { ERR, FAIL, RPL, numericLine } from '../replies.js';
 import type { Responder } from '../reply.js';
@@ -14,7 +19,8 @@ export const cap: Handler = (ctx, s, msg, r) => {
     case 'LS': {
       if (!s.registered) s.capNegotiating = true;
       const v302 = Number(msg.params[1] ?? '0') >= 302;
-      r.send(`:${ctx.serverName} CAP ${target} LS :${v302 ? CAP_LS_302 : CAP_LS}`);
+      // `sts` carries its meaning in its value: only clients of 302, which see values, get it.
+      r.send(`:${ctx.serverName} CAP ${target} LS :${v302 ? capLs302(stsValueFor(ctx, s)) : CAP_LS}`);
       return;
     }
     case 'LIST': {
@@ -65,7 +71,7 @@ export const nick: Handler = async (ctx, s, msg, r) => {
   const wanted = msg.params[0] ?? '';
   if (!wanted) return ctx.num(s, r, ERR.NONICKNAMEGIVEN);
   // A service's nick (NickServ) is the server's own pseudo-user.
-  if (!validNick(ctx.config.limits, wanted) || isServiceNick(wanted)) return ctx.num(s, r, ERR.ERRONEUSNICKNAME, wanted);
+  if (!validNick(ctx.config.limits, wanted) || isServiceNick(wanted) || isChanServ(wanted)) return ctx.num(s, r, ERR.ERRONEUSNICKNAME, wanted);
   if (!s.registered) {
     s.nick = wanted;
     return tryRegister(ctx, s, r);
@@ -93,6 +99,14 @@ async function tryRegister(ctx: CommandContext, s: Session, r: Responder): Promi
   }
   let claimed: boolean;
   try {
+    // A connection ban (KLINE) refuses before the nick is claimed, on every instance alike.
+    const banned = await connectionBan(ctx, s);
+    if (banned !== null) {
+      ctx.num(s, r, ERR.YOUREBANNEDCREEP);
+      r.end();
+      ctx.drop(s, `Banned: ${banned}`, 'banned');
+      return;
+    }
     claimed = await ctx.users.claim(s);
   } catch (err) {
     // Without the cluster state no nick can be claimed: say so and close, the client reconnects.
@@ -116,10 +130,12 @@ async function tryRegister(ctx: CommandContext, s: Session, r: Responder): Promi
 function isupport(ctx: CommandContext): string[] {
   const l = ctx.config.limits;
   return [
-    'CASEMAPPING=ascii', 'CHANTYPES=#', 'CHANMODES=,,,nt', 'PREFIX=(o)@', `NICKLEN=${l.nickLen}`,
+    'CASEMAPPING=ascii', 'CHANTYPES=#', 'CHANMODES=beI,k,l,imnpst', 'PREFIX=(ov)@+', `NICKLEN=${l.nickLen}`,
     `CHANNELLEN=${l.channelLen}`, `TOPICLEN=${l.topicLen}`, `AWAYLEN=${l.awayLen}`, `KICKLEN=${l.kickLen}`,
     `CHANLIMIT=#:${l.channelsPerUser}`, `NETWORK=${ctx.config.networkName}`, `CHATHISTORY=${l.historyMax}`,
-    'MSGREFTYPES=msgid,timestamp', 'UTF8ONLY', `LINELEN=${l.lineBytes}`, 'TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:,PART:,NAMES:1,WHOIS:1',
+    'MSGREFTYPES=msgid,timestamp', 'UTF8ONLY', `LINELEN=${l.lineBytes}`,
+    `TARGMAX=PRIVMSG:${MAX_MESSAGE_TARGETS},NOTICE:${MAX_MESSAGE_TARGETS},JOIN:,PART:${MAX_CHANNEL_TARGETS},NAMES:${MAX_CHANNEL_TARGETS},KICK:${MAX_CHANNEL_TARGETS},WHOIS:1,USERHOST:5,MONITOR:`,
+    `MAXLIST=beI:${MAX_LIST_ENTRIES}`, 'EXCEPTS', 'INVEX', 'ELIST=MNU', 'BOT=B', `MONITOR=${ctx.config.monitorMax}`, 'WHOX',
   ];
 }
 
@@ -129,7 +145,7 @@ function welcome(ctx: CommandContext, s: Session, r: Responder): void {
   ctx.num(s, r, RPL.YOURHOST, `Your host is ${server}, running parley-0.1`);
   ctx.num(s, r, RPL.CREATED, `This server was created ${new Date(ctx.startedAt).toISOString()}`);
   // 004's last parameter is a word, not a trailing text.
-  r.send(numericLine(server, s.nick, RPL.MYINFO, [server, 'parley-0.1', 'i', 'ont']).replace(/ :ont$/, ' ont'));
+  r.send(numericLine(server, s.nick, RPL.MYINFO, [server, 'parley-0.1', 'Biow', 'Ibeiklmnopstv', 'Ibeklov']).replace(/ :Ibeklov$/, ' Ibeklov'));
   const tokens = isupport(ctx);
   for (let i = 0; i < tokens.length; i += 12) ctx.num(s, r, RPL.ISUPPORT, ...tokens.slice(i, i + 12));
   motd(ctx, s, { command: 'MOTD', params: [], tags: {} }, r);

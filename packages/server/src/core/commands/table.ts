@@ -1,9 +1,11 @@
 import type { CommandSpec, CommandTable, Handler } from '../context.js';
 import { authenticate, register, verify } from './accounts.js';
-import { join, kick, list, mode, names, part, topic } from './channels.js';
+import { invite, join, kick, list, mode, names, part, topic } from './channels.js';
+import { monitor } from './monitor.js';
+import { kill, kline, oper, unkline, wallops } from './oper.js';
 import { chathistory, historyCost } from './history.js';
-import { privmsg } from './messages.js';
-import { away, ison, lusers, who, whois } from './queries.js';
+import { privmsg, tagmsg } from './messages.js';
+import { away, ison, lusers, setname, userhost, who, whois } from './queries.js';
 import { cap, motd, nick, pass, ping, pong, quit, user } from './registration.js';
 
 type Row = Partial<Omit<CommandSpec, 'handler'>>;
@@ -40,9 +42,11 @@ export const COMMANDS: CommandTable = new Map<string, CommandSpec>([
   ['LIST', cmd(list)],
   ['MODE', cmd(mode, { minParams: 1 })],
   ['KICK', cmd(kick, { minParams: 2 })],
+  ['INVITE', cmd(invite, { minParams: 2 })],
   // messages and history
   ['PRIVMSG', cmd(privmsg, { blocking: false })],
   ['NOTICE', cmd(privmsg, { blocking: false })],
+  ['TAGMSG', cmd(tagmsg, { blocking: false, minParams: 1 })],
   ['CHATHISTORY', cmd(chathistory, { blocking: false, extraCost: historyCost })],
   // queries
   ['WHO', cmd(who)],
@@ -50,4 +54,13 @@ export const COMMANDS: CommandTable = new Map<string, CommandSpec>([
   ['AWAY', cmd(away)],
   ['ISON', cmd(ison)],
   ['LUSERS', cmd(lusers)],
+  ['USERHOST', cmd(userhost, { minParams: 1 })],
+  ['SETNAME', cmd(setname, { minParams: 1 })],
+  ['MONITOR', cmd(monitor, { minParams: 1 })],
+  // server operators
+  ['OPER', cmd(oper, { minParams: 2 })],
+  ['KILL', cmd(kill, { minParams: 1 })],
+  ['WALLOPS', cmd(wallops, { minParams: 1 })],
+  ['KLINE', cmd(kline)],
+  ['UNKLINE', cmd(unkline, { minParams: 1 })],
 ]);
