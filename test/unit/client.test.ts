@@ -6,12 +6,14 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket as NodeWebSocket, WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { LineSplitter, parseLine, serialize } from '../../packages/protocol/src/index.js';
-import { BrowserWebSocketTransport, IrcClient, IrcClientError, wsUrl } from '../../packages/client/src/index.js';
+import { BrowserWebSocketTransport, IrcClient, IrcClientError, plainLines, wsUrl } from '../../packages/client/src/index.js';
 import { IrcClient as BrowserIrcClient } from '../../packages/client/src/browser.js';
 import type { IrcMessage } from '../../packages/protocol/src/index.js';
 import type { IrcClientOptions, IrcTransport, TransportHandler, WebSocketConstructor } from '../../packages/client/src/index.js';
 
 const SERVER = 'fake.test';
+/** Accounts of the fake server: name → password. */
+const ACCOUNTS = new Map([['alice', 'right-password']]);
 
 /** One client connection on the fake server; transport-independent. */
 class Session extends EventEmitter<{ line: [msg: IrcMessage, raw: string] }> {
@@ -22,10 +24,14 @@ class Session extends EventEmitter<{ line: [msg: IrcMessage, raw: string] }> {
   private user = false;
   private capEnd = false;
   private welcomed = false;
+  /** SASL PLAIN pieces received so far (null: no exchange running). */
+  private sasl: string | null = null;
 
   constructor(
     private readonly write: (line: string) => void,
     private readonly end: () => void,
+    /** The last CAP LS line's caps. */
+    private readonly ls = 'batch labeled-response echo-message sasl=PLAIN,EXTERNAL',
   ) {
     super();
   }
@@ -44,7 +50,7 @@ class Session extends EventEmitter<{ line: [msg: IrcMessage, raw: string] }> {
       case 'CAP':
         if (m.params[0] === 'LS') {
           this.send(`:${SERVER} CAP * LS * :message-tags server-time`);
-          this.send(`:${SERVER} CAP * LS :batch labeled-response echo-message sasl=PLAIN,EXTERNAL`);
+          this.send(`:${SERVER} CAP * LS :${this.ls}`);
         } else if (m.params[0] === 'REQ') {
           this.send(`:${SERVER} CAP ${this.nick} ACK :${m.params[1] ?? ''}`);
         } else if (m.params[0] === 'END') {
@@ -64,6 +70,36 @@ class Session extends EventEmitter<{ line: [msg: IrcMessage, raw: string] }> {
         this.user = true;
         this.maybeWelcome();
         break;
+      case 'AUTHENTICATE': {
+        const arg = m.params[0] ?? '';
+        if (this.sasl === null) {
+          this.sasl = '';
+          this.send(arg === 'PLAIN' ? 'AUTHENTICATE +' : `:${SERVER} 904 ${this.nick} :SASL authentication failed`);
+          if (arg !== 'PLAIN') this.sasl = null;
+          break;
+        }
+        if (arg !== '+') this.sasl += arg;
+        if (arg.length === 400) break;
+        const [, account = '', password = ''] = Buffer.from(this.sasl, 'base64').toString('utf8').split('\0');
+        this.sasl = null;
+        if (ACCOUNTS.get(account) === password) {
+          this.send(`:${SERVER} 900 ${this.nick} ${this.nick}!u@h ${account} :You are now logged in as ${account}`);
+          this.send(`:${SERVER} 903 ${this.nick} :SASL authentication successful`);
+        } else {
+          this.send(`:${SERVER} 904 ${this.nick} :SASL authentication failed`);
+        }
+        break;
+      }
+      case 'REGISTER': {
+        const account = m.params[0] === '*' ? this.nick : (m.params[0] ?? '');
+        if (ACCOUNTS.has(account)) this.send(`:${SERVER} FAIL REGISTER ACCOUNT_EXISTS ${account} :Account already exists`);
+        else if ((m.params[2] ?? '').length < 8) this.send(`:${SERVER} FAIL REGISTER WEAK_PASSWORD ${account} :Password too short`);
+        else {
+          this.send(`:${SERVER} REGISTER SUCCESS ${account} :Account created`);
+          this.send(`:${SERVER} 900 ${this.nick} ${this.nick}!u@h ${account} :You are now logged in as ${account}`);
+        }
+        break;
+      }
       case 'ECHO1':
         this.send(`${lt}:${SERVER} ECHO1 ${this.nick} :${m.params[0] ?? ''}`);
         break;
@@ -157,14 +193,15 @@ class FakeServer extends EventEmitter<{ session: [session: Session] }> {
   }
 
   /** An in-process connection to this server: no socket, lines handed over in microtasks. */
-  memoryTransport(opts: { refuse?: boolean } = {}): MemoryTransport {
-    return new MemoryTransport(this, opts.refuse ?? false);
+  memoryTransport(opts: { refuse?: boolean; ls?: string } = {}): MemoryTransport {
+    return new MemoryTransport(this, opts.refuse ?? false, opts.ls);
   }
 
-  attachMemory(t: MemoryTransport): Session {
+  attachMemory(t: MemoryTransport, ls?: string): Session {
     const session = new Session(
       (line) => t.deliver(line),
       () => t.serverEnd(),
+      ls,
     );
     this.addSession(session);
     return session;
@@ -232,6 +269,7 @@ class MemoryTransport implements IrcTransport {
   constructor(
     private readonly server: FakeServer,
     private readonly refuse: boolean,
+    private readonly ls: string | undefined,
   ) {}
 
   open(h: TransportHandler): void {
@@ -245,7 +283,7 @@ class MemoryTransport implements IrcTransport {
         return;
       }
       this.state = 'open';
-      this.session = this.server.attachMemory(this);
+      this.session = this.server.attachMemory(this, this.ls);
       h.onOpen();
     });
   }
@@ -579,6 +617,92 @@ describe('IrcClient with an injected transport', () => {
     const [, welcome] = await Promise.all([server.nextSession(), c.connect()]);
     assert.equal(welcome.nick, 'web');
     await c.close();
+  });
+});
+
+describe('IrcClient accounts: SASL PLAIN and REGISTER before CAP END', () => {
+  const server = new FakeServer();
+  const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+  async function attempt(auth: IrcClientOptions['auth'], ls = 'sasl=PLAIN,EXTERNAL draft/account-registration'): Promise<{ c: IrcClient; s: Session; result: Promise<unknown> }> {
+    const c = new IrcClient({ transport: server.memoryTransport({ ls }), nick: 'alice', caps: ['message-tags'], auth });
+    const result = c.connect();
+    const s = await server.nextSession();
+    // Whatever the outcome, the caller looks at it: no unhandled rejection.
+    result.catch(() => undefined);
+    return { c, s, result };
+  }
+
+  it('logs in with PLAIN (sasl requested even when not among the caps), then CAP END; 900 sets the account', async () => {
+    const { c, s, result } = await attempt({ mode: 'login', account: 'alice', password: 'right-password' });
+    const welcome = (await result) as Awaited<ReturnType<IrcClient['connect']>>;
+    assert.equal(welcome.account, 'alice');
+    assert.equal(c.account, 'alice');
+    assert.deepEqual(s.received, [
+      'CAP LS 302',
+      'NICK alice',
+      'USER alice 0 * alice',
+      'CAP REQ :message-tags sasl',
+      'AUTHENTICATE PLAIN',
+      `AUTHENTICATE ${b64('\0alice\0right-password')}`,
+      'CAP END',
+    ]);
+    await c.close();
+  });
+
+  it('a wrong password rejects connect() with the 904, and CAP END is never sent', async () => {
+    const { c, s, result } = await attempt({ mode: 'login', account: 'alice', password: 'wrong' });
+    await assert.rejects(result, (err: unknown) => err instanceof IrcClientError && err.reply?.command === '904' && /log-in to account alice failed: 904/.test(err.message));
+    if (!c.closed) await once(c, 'close');
+    assert.equal(c.account, null);
+    assert.ok(!s.received.includes('CAP END'), s.received.join(' | '));
+  });
+
+  it('registers the account with REGISTER, then CAP END; FAIL REGISTER rejects with its code', async () => {
+    const ok = await attempt({ mode: 'register', account: 'newbie', password: 'long enough' });
+    const welcome = (await ok.result) as Awaited<ReturnType<IrcClient['connect']>>;
+    assert.equal(welcome.account, 'newbie');
+    assert.deepEqual(ok.s.received.slice(3), ['CAP REQ :message-tags', 'REGISTER newbie * :long enough', 'CAP END']);
+    await ok.c.close();
+
+    for (const [account, password, code] of [['alice', 'long enough', 'ACCOUNT_EXISTS'], ['shorty', 'short', 'WEAK_PASSWORD']] as const) {
+      const { c, s, result } = await attempt({ mode: 'register', account, password });
+      await assert.rejects(result, (err: unknown) => err instanceof IrcClientError && err.reply?.command === 'FAIL' && err.reply.params[1] === code);
+      if (!c.closed) await once(c, 'close');
+      assert.ok(!s.received.includes('CAP END'));
+    }
+  });
+
+  it('refuses at once without the capability, or with an account or password that cannot be sent', async () => {
+    const noSasl = await attempt({ mode: 'login', account: 'alice', password: 'right-password' }, 'batch');
+    await assert.rejects(noSasl.result, /cannot log in: the server offers no SASL PLAIN/);
+    const noPlain = await attempt({ mode: 'login', account: 'alice', password: 'right-password' }, 'sasl=EXTERNAL');
+    await assert.rejects(noPlain.result, /no SASL PLAIN/);
+    const noReg = await attempt({ mode: 'register', account: 'x', password: 'long enough' }, 'sasl');
+    await assert.rejects(noReg.result, /cannot register: the server offers no account registration/);
+    for (const auth of [{ mode: 'login', account: '', password: 'p' }, { mode: 'register', account: 'a', password: 'p\r\nQUIT' }] as const) {
+      const c = new IrcClient({ transport: server.memoryTransport(), nick: 'alice', auth });
+      await assert.rejects(c.connect(), /must not be empty.*NUL, CR or LF/);
+      assert.equal(c.closed, true);
+    }
+  });
+
+  it('PLAIN goes in pieces of 400 base64 characters, with AUTHENTICATE + after an exact multiple', async () => {
+    // \0 + 'alice' + \0 + password: 300 bytes → 400 base64 characters exactly.
+    const exact = 'p'.repeat(300 - 7);
+    assert.deepEqual(plainLines('alice', exact), [`AUTHENTICATE ${b64(`\0alice\0${exact}`)}`, 'AUTHENTICATE +']);
+    const long = 'é'.repeat(250);
+    const lines = plainLines('alice', long);
+    assert.deepEqual(lines.map((l) => l.length - 'AUTHENTICATE '.length), [400, b64(`\0alice\0${long}`).length - 400]);
+    assert.throws(() => plainLines('a\0b', 'x'), /NUL/);
+    ACCOUNTS.set('bob', long);
+    try {
+      const { c, result } = await attempt({ mode: 'login', account: 'bob', password: long });
+      assert.equal(((await result) as { account: string | null }).account, 'bob');
+      await c.close();
+    } finally {
+      ACCOUNTS.delete('bob');
+    }
   });
 });
 

@@ -40,6 +40,12 @@ export interface IrcClientOptions {
   realname?: string;
   /** Sent as PASS before NICK/USER. */
   password?: string;
+  /**
+   * Log in to an account (SASL PLAIN) or create one (draft/account-registration REGISTER) during
+   * registration, before CAP END. `connect()` rejects when it fails (the `reply` is the `904` or
+   * the `FAIL REGISTER …`): asked to log in, the client never goes on as a guest.
+   */
+  auth?: AccountAuth;
   /** Caps to request when the server lists them; default `DEFAULT_CLIENT_CAPS`. */
   caps?: string[];
   /** Source IP address (load tests spread connections over several). */
@@ -52,8 +58,23 @@ export interface IrcClientOptions {
   requestTimeoutMs?: number;
 }
 
-/** The client asks for every capability Parley supports. */
-export const DEFAULT_CLIENT_CAPS: readonly string[] = SUPPORTED_CAPS;
+/**
+ * The client asks for every capability Parley supports but `sasl`: asking for it says "I am going
+ * to authenticate", so it is requested only with `auth` (or when named in `caps`).
+ */
+export const DEFAULT_CLIENT_CAPS: readonly string[] = SUPPORTED_CAPS.filter((c) => c !== 'sasl');
+
+/** An account to log in to, or to create and be logged in to, before registration completes. */
+export interface AccountAuth {
+  mode: 'login' | 'register';
+  account: string;
+  password: string;
+}
+
+/** Numerics that end a SASL exchange unsuccessfully. */
+const SASL_FAILURES = new Set<string>([N.ERR_SASLFAIL, N.ERR_SASLTOOLONG, N.ERR_SASLABORTED]);
+/** SASL messages from the client go in lines of at most this many base64 characters. */
+const SASL_CHUNK = 400;
 
 /** A timer handle in Node (an object with `unref`) or in a browser (a number). */
 type Timer = ReturnType<typeof setTimeout>;
@@ -74,6 +95,8 @@ export interface WelcomeInfo {
   isupport: Map<string, string>;
   /** MOTD text lines (372), empty on ERR_NOMOTD. */
   motd: string[];
+  /** The account logged in to (900), or null. */
+  account: string | null;
 }
 
 /** Failures of the client's own promises: registration refused, timeouts, connection closed. */
@@ -153,6 +176,8 @@ export class IrcClient extends Emitter<IrcClientEvents> {
   /** Current nick (follows the server's 001 and our own NICK changes). */
   nick: string;
   serverName = '';
+  /** The account this connection is logged in to (900), null before or after (901). */
+  account: string | null = null;
   registered = false;
   closed = false;
 
@@ -180,6 +205,8 @@ export class IrcClient extends Emitter<IrcClientEvents> {
   private connectReject: ((err: Error) => void) | null = null;
   private connectTimer: Timer | undefined;
   private capEndSent = false;
+  /** The `auth` exchange: not begun, waiting for the server, or over. */
+  private authState: 'idle' | 'running' | 'done' = 'idle';
   private lsBuffer = '';
   private motd: string[] = [];
   private lastError: Error | undefined;
@@ -197,7 +224,9 @@ export class IrcClient extends Emitter<IrcClientEvents> {
     this.opts = opts;
     this.nick = opts.nick;
     this.keepHistory = opts.keepHistory ?? true;
-    this.wantedCaps = opts.caps ?? DEFAULT_CLIENT_CAPS;
+    const caps = opts.caps ?? DEFAULT_CLIENT_CAPS;
+    this.wantedCaps = opts.auth?.mode === 'login' && !caps.includes('sasl') ? [...caps, 'sasl'] : caps;
+    if (opts.auth === undefined) this.authState = 'done';
   }
 
   /** Connects and registers; resolves at the end of the MOTD (376 or 422). Idempotent. */
@@ -215,6 +244,10 @@ export class IrcClient extends Emitter<IrcClientEvents> {
     const reg: string[] = ['CAP LS 302'];
     try {
       // A nick or password that cannot be put on a line is the caller's error: reject, not throw.
+      const auth = this.opts.auth;
+      if (auth !== undefined && (auth.account === '' || /[\0\r\n]/.test(auth.account + auth.password))) {
+        throw new IrcClientError('the account must not be empty, and neither it nor the password may contain NUL, CR or LF');
+      }
       if (this.opts.password !== undefined) reg.push(serialize(msgOf('PASS', [this.opts.password])));
       reg.push(serialize(msgOf('NICK', [this.opts.nick])));
       reg.push(serialize(msgOf('USER', [this.opts.user ?? this.opts.nick, '0', '*', this.opts.realname ?? this.opts.nick])));
@@ -385,7 +418,14 @@ export class IrcClient extends Emitter<IrcClientEvents> {
         this.errorReply = msg;
         if (!this.registered) this.failConnect(new IrcClientError(`server closed the link: ${msg.params[0] ?? ''}`, msg));
         break;
+      case N.RPL_LOGGEDIN:
+        this.account = msg.params[2] ?? null;
+        break;
+      case N.RPL_LOGGEDOUT:
+        this.account = null;
+        break;
       default:
+        if (this.authState === 'running') this.handleAuth(msg);
         if (!this.registered) this.handleRegistration(msg);
     }
     if (this.pending.size !== 0) this.routeResponse(msg);
@@ -416,6 +456,7 @@ export class IrcClient extends Emitter<IrcClientEvents> {
           caps: this.acceptedCaps,
           isupport: this.isupport,
           motd: this.motd,
+          account: this.account,
         });
         break;
       }
@@ -440,7 +481,7 @@ export class IrcClient extends Emitter<IrcClientEvents> {
         for (const [name, value] of parseCapList(this.lsBuffer)) this.serverCaps.set(name, value);
         this.lsBuffer = '';
         const wanted = this.wantedCaps.filter((c) => this.serverCaps.has(c));
-        if (wanted.length === 0) this.endCap();
+        if (wanted.length === 0) this.capsSettled();
         else this.sendRaw(`CAP REQ :${wanted.join(' ')}`);
         break;
       }
@@ -449,10 +490,10 @@ export class IrcClient extends Emitter<IrcClientEvents> {
           if (name.startsWith('-')) this.acceptedCaps.delete(name.slice(1));
           else this.acceptedCaps.add(name);
         }
-        if (!more) this.endCap();
+        if (!more) this.capsSettled();
         break;
       case 'NAK':
-        if (!more) this.endCap();
+        if (!more) this.capsSettled();
         break;
       case 'NEW': {
         const added = parseCapList(list);
@@ -467,6 +508,63 @@ export class IrcClient extends Emitter<IrcClientEvents> {
           this.acceptedCaps.delete(name);
         }
         break;
+    }
+  }
+
+  /** The caps are agreed: log in or register first when asked to, then CAP END. */
+  private capsSettled(): void {
+    const auth = this.opts.auth;
+    if (auth === undefined || this.authState !== 'idle') return this.endCap();
+    this.authState = 'running';
+    const missing = (what: string): void => {
+      this.failConnect(new IrcClientError(`cannot ${auth.mode === 'login' ? 'log in' : 'register'}: the server offers no ${what}`));
+      this.destroy();
+    };
+    try {
+      if (auth.mode === 'register') {
+        if (!this.serverCaps.has('draft/account-registration')) return missing('account registration (draft/account-registration)');
+        this.sendRaw(serialize(msgOf('REGISTER', [auth.account, '*', auth.password])));
+        return;
+      }
+      const mechs = this.serverCaps.get('sasl');
+      if (!this.acceptedCaps.has('sasl') || (mechs !== undefined && mechs !== '' && !mechs.split(',').includes('PLAIN'))) {
+        return missing('SASL PLAIN');
+      }
+      this.sendRaw('AUTHENTICATE PLAIN');
+    } catch (err) {
+      // An account or password that cannot be put on a line: the caller's error.
+      this.failConnect(new IrcClientError(`cannot ${auth.mode === 'login' ? 'log in' : 'register'}: ${(err as Error).message}`));
+      this.destroy();
+    }
+  }
+
+  /** Replies to the REGISTER or AUTHENTICATE exchange started by `capsSettled`. */
+  private handleAuth(msg: IrcMessage): void {
+    const auth = this.opts.auth as AccountAuth;
+    const fail = (why: string): void => {
+      this.authState = 'done';
+      this.failConnect(new IrcClientError(why, msg));
+      this.destroy();
+    };
+    const succeed = (): void => {
+      this.authState = 'done';
+      this.endCap();
+    };
+    switch (msg.command) {
+      case 'AUTHENTICATE':
+        if (msg.params[0] === '+') for (const line of plainLines(auth.account, auth.password)) this.sendRaw(line);
+        return;
+      case N.RPL_SASLSUCCESS:
+      case N.ERR_SASLALREADY:
+        return succeed();
+      case 'REGISTER':
+        if (msg.params[0] === 'SUCCESS') succeed();
+        return;
+      case 'FAIL':
+        if (msg.params[0] === 'REGISTER') fail(`registration of account ${auth.account} refused: ${msg.params.slice(1, -1).join(' ')} ${msg.params[msg.params.length - 1] ?? ''}`);
+        return;
+      default:
+        if (SASL_FAILURES.has(msg.command)) fail(`log-in to account ${auth.account} failed: ${msg.command} ${msg.params[msg.params.length - 1] ?? ''}`);
     }
   }
 
@@ -616,6 +714,23 @@ export class IrcClient extends Emitter<IrcClientEvents> {
     }
     this.emit('close', this.lastError);
   }
+}
+
+/**
+ * `AUTHENTICATE` lines carrying SASL PLAIN's `\0account\0password` (empty authzid) in base64: in
+ * pieces of 400 characters, and `AUTHENTICATE +` after a last piece of exactly 400 (IRCv3 sasl).
+ * Throws when the account or password contains NUL, which PLAIN cannot carry.
+ */
+export function plainLines(account: string, password: string): string[] {
+  if (account.includes('\0') || password.includes('\0')) throw new IrcClientError('an account or password cannot contain NUL');
+  const bytes = new TextEncoder().encode(`\0${account}\0${password}`);
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  const b64 = btoa(bin);
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += SASL_CHUNK) lines.push(`AUTHENTICATE ${b64.slice(i, i + SASL_CHUNK)}`);
+  if (b64.length % SASL_CHUNK === 0) lines.push('AUTHENTICATE +');
+  return lines;
 }
 
 function msgOf(command: string, params: string[]): IrcMessage {
