@@ -209,12 +209,20 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
       baseline = new Map((await settledCounters(api, roomPrefix, warm)).map((v) => [v.room.toLowerCase(), v.counts]));
       phase('warm-up');
     }
+    // A room offered m × its rate spends its burst in burst ÷ ((m − 1) × rate) s; its steady window
+    // starts half a second plus a tenth of its sending time after that.
+    const steadyFrom = Array.from({ length: o.rooms }, (_, r) => {
+      const c = classOfRoom(r).cls;
+      const sending = o.messagesPerRoom / (o.rateMultiple * c.rate);
+      return (c.burst / ((o.rateMultiple - 1) * c.rate) + 0.5 + 0.1 * sending) * 1000;
+    });
     const opts = parseLoadOptions({
       target: [front.irc],
       users,
       rooms: o.rooms,
       membersPerRoom: members,
       roomRates,
+      roomSteadyFromMs: steadyFrom,
       messagesPerRoom: o.messagesPerRoom,
       window: 1000,
       nickPrefix: `q${runId}`,
@@ -233,8 +241,10 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
         const ended = phaseEnded[p];
         if (ended !== undefined) phase(ended);
       },
-      // The warm-up's tokens come back at each room's rate: the measured sends wait for that.
-      beforeSend: () => sleepUntil(warmEnd + (2 / (slowest / o.rateMultiple)) * 1000 + 250),
+      // The warm-up's tokens come back at each room's rate once the instances have handed in the
+      // debits of what they admitted on their fast path (within a second): the measured sends
+      // wait for both, so every room starts with a full bucket.
+      beforeSend: () => sleepUntil(warmEnd + 1_000 + (2 / (slowest / o.rateMultiple)) * 1000 + 250),
       onProgress: (p) => {
         if (Date.now() - lastLine < 5_000) return;
         lastLine = Date.now();
@@ -265,7 +275,7 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
     // ---- the QoS section ------------------------------------------------------------------------
     const byName = new Map(views.map((v) => [v.room.toLowerCase(), v]));
     const missing: string[] = [];
-    const qosRooms = result.rooms.map((lr, r) => {
+    const measured = result.rooms.map((lr, r) => {
       const c = classOfRoom(r);
       const v = byName.get(lr.room.toLowerCase());
       if (!v) missing.push(lr.room);
@@ -273,10 +283,16 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
       const counts = v ? minus(v.counts, base) : { accepted: lr.acked, refusedQos: lr.refused, refusedBacklog: 0, failed: 0 };
       const rate = v?.rate ?? c.cls.rate;
       const burst = v?.burst ?? c.cls.burst;
+      const offered = lr.offeredRate ?? roomRates[r]!;
       const window = lr.firstSentMs !== undefined && lr.lastSentMs !== undefined ? (lr.lastSentMs - lr.firstSentMs) / 1000 : 0;
-      // A full bucket offered more than its rate lets burst + ⌊rate × window⌋ through: the half
-      // message puts the floor's average loss back.
-      const acceptedRate = window > 0 ? Math.max(0, counts.accepted - burst + 0.5) / window : null;
+      // The steady window: from the first send after the burst was spent to the last send, each
+      // send standing for 1/offered s. There the bucket is empty and lets one message through
+      // every 1/rate s, whatever state it started in.
+      const steady = lr.steady !== undefined && lr.lastSentMs !== undefined ? { seconds: (lr.lastSentMs - lr.steady.fromMs) / 1000 + 1 / offered, ...lr.steady } : null;
+      const steadyRate = steady !== null && steady.sent >= 2 ? steady.acked / steady.seconds : null;
+      // The whole window: a full bucket offered more than its rate lets burst + ⌊rate × window⌋
+      // through; the half message puts the floor's average loss back.
+      const wholeRate = window > 0 ? Math.max(0, counts.accepted - burst + 0.5) / window : null;
       return {
         room: lr.room,
         class: v?.class ?? c.name,
@@ -286,14 +302,29 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
         sent: lr.sent,
         offeredRate: lr.offeredRate ?? roomRates[r]!,
         windowSeconds: round(window, 3),
+        steadySeconds: steady === null ? null : round(steady.seconds, 3),
+        steadySent: steady?.sent ?? 0,
+        steadyAccepted: steady?.acked ?? 0,
+        acceptedRateWhole: wholeRate === null ? null : round(wholeRate, 4),
         accepted: counts.accepted,
         refusedQos: counts.refusedQos,
         refusedBacklog: counts.refusedBacklog,
         failed: counts.failed,
         acked: lr.acked,
         refused: lr.refused,
+        steadyRate,
+        wholeRate,
+      };
+    });
+    // One method for the whole run: the steady window when every room's has enough messages to
+    // measure (20 sends), else the whole window (short runs, such as the tests').
+    const useSteady = measured.every((m) => m.steadySent >= MIN_STEADY_SENDS);
+    const qosRooms = measured.map(({ steadyRate, wholeRate, ...m }) => {
+      const acceptedRate = useSteady ? steadyRate : wholeRate;
+      return {
+        ...m,
         acceptedRate: acceptedRate === null ? null : round(acceptedRate, 4),
-        errorPct: acceptedRate === null ? null : round(((acceptedRate - rate) / rate) * 100, 3),
+        errorPct: acceptedRate === null ? null : round(((acceptedRate - m.rate) / m.rate) * 100, 3),
       };
     });
     if (missing.length && views.length) notes.push(`${missing.length} room(s) not listed by GET /api/rooms (their counts are the load tool's): ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}`);
@@ -313,7 +344,9 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
       { label: 'Redis, etcd and HAProxy, PSS', bytes: others.bytes },
     ];
     section = {
-      method: `Accepted rate = (accepted − burst + ½) ÷ (last send − first send) of each room, "accepted" being the cluster's own counter (GET /api/rooms, less the warm-up's; the load tool's acknowledgements where the counters could not be read): a room that starts with a full bucket and is offered more than its rate gets burst + ⌊rate × window⌋ (GCRA), the ½ puts back the floor's average; one message either way is ±1/(rate × window) of the rate.`,
+      method: useSteady
+        ? `Accepted rate = the messages accepted (acknowledged) among those sent in the room's steady window ÷ that window: from 0.5 s plus a tenth of its sending time after its burst was spent (burst ÷ ((multiple − 1) × rate) after its first send) to its last send, each send standing for 1/offered s; there the bucket is empty and lets one message through every 1/rate s, whatever state it started in. One message either way is ±1/(rate × window). For comparison, "whole window" = (accepted − burst + ½) ÷ (last send − first send), from the cluster's counter (GET /api/rooms, less the warm-up's): a full bucket lets burst + ⌊rate × window⌋ through.`
+        : `Accepted rate = (accepted − burst + ½) ÷ (last send − first send) of each room ("whole window"; some room's steady window had fewer than ${MIN_STEADY_SENDS} sends), "accepted" being the cluster's counter (GET /api/rooms, less the warm-up's): a room that starts with a full bucket and is offered more than its rate gets burst + ⌊rate × window⌋ (GCRA); the ½ puts back the floor's average. One message either way is ±1/(rate × window).`,
       tolerancePct: o.tolerance,
       rateMultiple: o.rateMultiple,
       classes: classes.map((c, i) => ({ name: c.name, rate: c.cls.rate, burst: c.cls.burst, rooms: roomCounts[i]!, shards: shardCounts[i]! })),
@@ -365,6 +398,9 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
 }
 
 const round = (v: number, d: number): number => Number(v.toFixed(d));
+
+/** Sends a steady window needs before the run is measured over steady windows. */
+const MIN_STEADY_SENDS = 20;
 
 const minus = (a: RoomView['counts'], b: RoomView['counts'] | undefined): RoomView['counts'] =>
   b === undefined ? a : { accepted: a.accepted - b.accepted, refusedQos: a.refusedQos - b.refusedQos, refusedBacklog: a.refusedBacklog - b.refusedBacklog, failed: a.failed - b.failed };

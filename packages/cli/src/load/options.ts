@@ -108,6 +108,12 @@ export const LoadOptionsSchema = z
      * qos` offers each room a multiple of its own QoS limit); not a command-line flag.
      */
     roomRates: z.array(z.number({ error: 'roomRates: expected numbers' }).positive('roomRates: a room rate must be more than 0').max(MAX_USER_RATE * 1000)).optional(),
+    /**
+     * per room, ms after its first send from which its messages are also counted apart (the
+     * result's rooms[].steady: sent and acknowledged from then on), e.g. once a QoS burst is spent.
+     * Programmatic only, with roomRates.
+     */
+    roomSteadyFromMs: z.array(z.number().nonnegative()).optional(),
     /** unacknowledged messages a user may have in flight; the schedule skips a user whose window is full */
     window: numeric('window', { int: true, min: 1, max: 100_000 }).default(1000),
     duration: numeric('duration', { min: 0, max: 86_400, minExclusive: true }).optional(),
@@ -147,6 +153,8 @@ export interface LoadOptions {
   rateTotal: number | null;
   /** messages per second offered to each room (one per room), or null */
   roomRates: number[] | null;
+  /** per room: ms after its first send from which its sends and acks are also counted apart; or null */
+  roomSteadyFromMs: number[] | null;
   window: number;
   /** seconds of the send phase, or null with messagesPerRoom */
   duration: number | null;
@@ -200,6 +208,7 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
   if (v.rate !== undefined && v.rateTotal !== undefined) throw new OptionsError('give either --rate or --rate-total, not both');
   if (v.roomRates !== undefined && (v.rate !== undefined || v.rateTotal !== undefined)) throw new OptionsError('give either per-room rates or --rate/--rate-total, not both');
   if (v.roomRates !== undefined && v.roomRates.length !== v.rooms) throw new OptionsError(`per-room rates: ${v.roomRates.length} given for ${v.rooms} rooms (one per room)`);
+  if (v.roomSteadyFromMs !== undefined && v.roomSteadyFromMs.length !== v.rooms) throw new OptionsError(`per-room steady windows: ${v.roomSteadyFromMs.length} given for ${v.rooms} rooms (one per room)`);
   if (v.duration !== undefined && v.messagesPerRoom !== undefined) throw new OptionsError('give either --duration or --messages-per-room, not both');
   const rate: 'max' | number | null = v.rateTotal !== undefined || v.roomRates !== undefined ? null : (v.rate ?? 1);
   const idle = rate === 0;
@@ -251,6 +260,7 @@ export function parseLoadOptions(raw: Record<string, unknown>): LoadOptions {
     rate,
     rateTotal: v.rateTotal ?? null,
     roomRates: v.roomRates ?? null,
+    roomSteadyFromMs: v.roomSteadyFromMs ?? null,
     window: v.window,
     duration: v.messagesPerRoom !== undefined ? null : (v.duration ?? 10),
     messagesPerRoom: v.messagesPerRoom ?? null,

@@ -98,7 +98,7 @@ export function qosChart(q: QosSection, label: string): string {
   const rateSeries: Series[] = [
     { label: 'offered rate', color: color(7), dash: 'dotted', points: steps((r) => r.offeredRate) },
     { label: 'limit (class rate)', color: color(6), points: steps((r) => r.rate) },
-    { label: 'accepted rate (above the burst)', color: color(0), dots: true, points: rooms.map((r, i) => [x(i), r.acceptedRate]) },
+    { label: 'accepted rate (steady window)', color: color(0), dots: true, points: rooms.map((r, i) => [x(i), r.acceptedRate]) },
   ];
   const tol = q.tolerancePct;
   const n = Math.max(1, rooms.length);
@@ -167,16 +167,16 @@ function roomTable(q: QosSection): string {
       const refused = r.refusedQos + r.refusedBacklog;
       return (
         `<tr><td class="name">${esc(r.room)}</td><td><code>${esc(r.class)}</code></td><td class="n">${r.shard ?? '–'}</td><td class="n">${fix(r.rate)} / ${int(r.burst)}</td>` +
-        `<td class="n">${int(r.sent)} @ ${fix(r.offeredRate)}/s</td><td class="n">${fix(r.windowSeconds, 1)}</td><td class="n">${int(r.accepted)}${r.acked !== r.accepted ? ` <span class="note">(acked ${int(r.acked)})</span>` : ''}</td>` +
-        `<td class="n">${fix(r.acceptedRate, 3)}</td><td class="n"><span class="${bad ? 'bad' : 'ok'}">${signed(r.errorPct)}</span></td>` +
+        `<td class="n">${int(r.sent)} @ ${fix(r.offeredRate)}/s</td><td class="n">${fix(r.windowSeconds, 1)}${r.steadySeconds != null ? ` (${fix(r.steadySeconds, 1)})` : ''}</td><td class="n">${int(r.accepted)}${r.acked !== r.accepted ? ` <span class="note">(acked ${int(r.acked)})</span>` : ''}</td>` +
+        `<td class="n">${fix(r.acceptedRate, 3)}</td><td class="n"><span class="${bad ? 'bad' : 'ok'}">${signed(r.errorPct)}</span></td><td class="n">${r.acceptedRateWhole != null ? fix(r.acceptedRateWhole, 3) : '–'}</td>` +
         `<td class="n">${int(refused)} (${r.sent > 0 ? ((refused / r.sent) * 100).toFixed(1) : '–'}%)${r.refusedBacklog ? ` <span class="note">backlog ${int(r.refusedBacklog)}</span>` : ''}${r.failed ? ` <span class="bad">failed ${int(r.failed)}</span>` : ''}</td></tr>`
       );
     })
     .join('');
   return (
     `<details><summary>all ${int(q.rooms.length)} rooms, largest error first</summary>` +
-    '<table><thead><tr><th class="name">room</th><th>class</th><th class="n">shard</th><th class="n">limit /s / burst</th><th class="n">offered</th><th class="n">window s</th>' +
-    '<th class="n">accepted</th><th class="n">accepted/s</th><th class="n">error</th><th class="n">refused</th></tr></thead>' +
+    '<table><thead><tr><th class="name">room</th><th>class</th><th class="n">shard</th><th class="n">limit /s / burst</th><th class="n">offered</th><th class="n">window s (steady)</th>' +
+    '<th class="n">accepted</th><th class="n">accepted/s</th><th class="n">error</th><th class="n">whole window acc/s</th><th class="n">refused</th></tr></thead>' +
     `<tbody>${rows}</tbody></table></details>`
   );
 }

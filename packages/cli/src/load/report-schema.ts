@@ -56,6 +56,12 @@ export const QosSectionSchema = z.object({
     offeredRate: rate,
     /** from the room's first to its last send, seconds */
     windowSeconds: z.number().nonnegative(),
+    /** the steady window (after the burst) the accepted rate is measured over, and its counts */
+    steadySeconds: z.number().nonnegative().nullable().optional(),
+    steadySent: count.optional(),
+    steadyAccepted: count.optional(),
+    /** the whole window's estimate, (accepted − burst + ½) ÷ windowSeconds, for comparison */
+    acceptedRateWhole: rate.nullable().optional(),
     /** the cluster's counters for the room (GET /api/rooms) */
     accepted: count,
     refusedQos: count,
@@ -64,7 +70,7 @@ export const QosSectionSchema = z.object({
     /** what the load tool saw: acknowledged (echoed) and refused */
     acked: count,
     refused: count,
-    /** messages/s accepted above the burst (see `method`); null when the window is empty */
+    /** messages/s accepted (see `method`); null when the window is empty */
     acceptedRate: rate.nullable(),
     /** (acceptedRate − rate) ÷ rate, in percent */
     errorPct: z.number().nullable(),

@@ -64,6 +64,11 @@ export interface RoomResult {
   lastSentMs?: number;
   /** the rate offered to this room (messages/s), when the run had per-room rates */
   offeredRate?: number;
+  /**
+   * with per-room steady windows: the messages sent to the room from `fromMs` (since the start of
+   * the send phase) on, and how many of those were acknowledged
+   */
+  steady?: { fromMs: number; sent: number; acked: number };
 }
 
 /**

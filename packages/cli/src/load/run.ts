@@ -157,6 +157,8 @@ class LoadRun implements DriverSink {
   private readonly mSender = new GrowableI32();
   private readonly mSentAt = new GrowableF64();
   private readonly mState = new GrowableU8();
+  /** 1: sent within its room's steady window (opts.roomSteadyFromMs) */
+  private readonly mSteady = new GrowableU8();
   /** msgid hash + 1 of the acknowledgement and of the first receipt (0 = none yet) */
   private readonly mAckId = new GrowableF64();
   private readonly mSeenId = new GrowableF64();
@@ -171,6 +173,9 @@ class LoadRun implements DriverSink {
   /** performance.now() of each room's first and last send (0: none yet) */
   private readonly roomFirstAt: Float64Array;
   private readonly roomLastAt: Float64Array;
+  private readonly roomSteadyAt: Float64Array;
+  private readonly roomSteadySent: Float64Array;
+  private readonly roomSteadyAcked: Float64Array;
 
   // totals
   private sent = 0;
@@ -265,6 +270,9 @@ class LoadRun implements DriverSink {
     this.roomDeliveries = new Float64Array(R);
     this.roomFirstAt = new Float64Array(R);
     this.roomLastAt = new Float64Array(R);
+    this.roomSteadyAt = new Float64Array(R);
+    this.roomSteadySent = new Float64Array(R);
+    this.roomSteadyAcked = new Float64Array(R);
   }
 
   // ---- the run -----------------------------------------------------------------------------
@@ -485,6 +493,12 @@ class LoadRun implements DriverSink {
     this.sent++;
     if (this.roomFirstAt[r] === 0) this.roomFirstAt[r] = now;
     this.roomLastAt[r] = now;
+    const steadyFrom = this.opts.roomSteadyFromMs?.[r];
+    if (steadyFrom !== undefined && now - this.roomFirstAt[r]! >= steadyFrom) {
+      if (this.roomSteadyAt[r] === 0) this.roomSteadyAt[r] = now;
+      this.roomSteadySent[r]!++;
+      this.mSteady.a[g] = 1;
+    } else this.mSteady.a[g] = 0;
     if (++this.roomSent[r]! === this.opts.messagesPerRoom && ++this.roomsFull >= this.quotaRooms) this.stopSending();
     this.timeline!.addSent(now);
     this.events?.write(now, 'sent', this.nicks[u]!, this.roomNames[r]!, '', -1, g, '');
@@ -496,6 +510,7 @@ class LoadRun implements DriverSink {
     this.mSender.ensure(n);
     this.mSentAt.ensure(n);
     this.mState.ensure(n);
+    this.mSteady.ensure(n);
     this.mAckId.ensure(n);
     this.mSeenId.ensure(n);
     this.bits.ensure(this.mRoom.a.length * this.bpm);
@@ -752,6 +767,7 @@ class LoadRun implements DriverSink {
     this.acked++;
     const r = this.mRoom.a[g]!;
     this.roomAcked[r]!++;
+    if (this.mSteady.a[g] === 1) this.roomSteadyAcked[r]!++;
     this.expected += this.joinedCount[r]! - 1;
     let got = 0;
     for (let i = g * this.bpm, end = i + this.bpm; i < end; i++) got += POPCOUNT[this.bits.a[i]!]!;
@@ -933,12 +949,13 @@ class LoadRun implements DriverSink {
       deliveries: this.roomDeliveries[r]!,
       ...(this.roomFirstAt[r]! > 0 ? { firstSentMs: round3(this.roomFirstAt[r]! - this.t0), lastSentMs: round3(this.roomLastAt[r]! - this.t0) } : {}),
       ...(o.roomRates !== null ? { offeredRate: o.roomRates[r]! } : {}),
+      ...(o.roomSteadyFromMs !== null && this.roomSteadyAt[r]! > 0 ? { steady: { fromMs: round3(this.roomSteadyAt[r]! - this.t0), sent: this.roomSteadySent[r]!, acked: this.roomSteadyAcked[r]! } } : {}),
     }));
     const ld = x.loopDelay;
     const lag = (p: number): number => round3(ld.count === 0 ? 0 : ld.percentile(p) / 1e6);
     const total = o.roomRates !== null ? o.roomRates.reduce((a, b) => a + b, 0) : (o.rateTotal ?? (typeof o.rate === 'number' ? o.rate * this.joinedSenders() : null));
     // Per-room rates are in rooms[].offeredRate; the options carry their range, not 1000 numbers.
-    const { roomRates, ...rest } = o;
+    const { roomRates, roomSteadyFromMs: _steady, ...rest } = o;
     const options: Record<string, unknown> = { ...rest, target: o.target.map(formatTarget), ...(roomRates !== null ? { roomRates: describeRates(roomRates) } : {}) };
     const lagP: Percentiles = this.lagHist.percentiles();
     return {
