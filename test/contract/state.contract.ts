@@ -531,6 +531,8 @@ export function stateContract(name: string, factory: StateClusterFactory): void 
         assert.equal((await s2.join('#j', '#j', 'Troll', MAX, as('Troll'))).kind, 'joined', 'an invite passes a ban too');
 
         await s1.setModes('#j', 'op', [{ add: false, mode: 'i' }, { add: true, mode: 'k', arg: 'pw' }]);
+        assert.equal(await s1.invite('#j', 'op', 'cy'), 'ok');
+        assert.deepEqual(await s2.join('#j', '#j', 'Cy', MAX, as('Cy')), { kind: 'bad-key' }, 'an invite does not pass +k (as on Ergo)');
         assert.deepEqual(await s2.join('#j', '#j', 'Cy', MAX, as('Cy')), { kind: 'bad-key' });
         assert.deepEqual(await s2.join('#j', '#j', 'Cy', MAX, as('Cy', null, 'PW')), { kind: 'bad-key' }, 'keys are case-sensitive');
         assert.equal((await s2.join('#j', '#j', 'Cy', MAX, as('Cy', null, 'pw'))).kind, 'joined');

@@ -289,12 +289,13 @@ export class MemoryClusterState implements ClusterState {
       if (reg && acct) level = reg.founder === acct ? 'op' : d.access.get(chanKey)?.get(acct) ?? '';
       const rules = channel ?? (reg ? { modes: 'nt', key: '', limit: 0, ...reg.saved } : null);
       const invites = d.invites.get(chanKey);
-      if (check && rules && level !== 'op' && !invites?.has(key)) {
+      if (check && rules && level !== 'op') {
         const listed = (m: ListMode): boolean => [...(d.lists.get(`${chanKey} ${m}`)?.values() ?? [])].some((e) => maskMatches(e.mask, check.source, acct || null));
-        if (listed('b') && !listed('e')) return { kind: 'banned' };
-        if (rules.modes.includes('i') && !listed('I')) return { kind: 'invite-only' };
-        if (rules.key && check.key !== rules.key) return { kind: 'bad-key' };
         if (rules.limit > 0 && (d.members.get(chanKey)?.size ?? 0) >= rules.limit) return { kind: 'full' };
+        if (rules.key && check.key !== rules.key) return { kind: 'bad-key' };
+        const invited = (invites?.has(key) ?? false) || listed('I');
+        if (rules.modes.includes('i') && !invited) return { kind: 'invite-only' };
+        if (!invited && listed('b') && !listed('e')) return { kind: 'banned' };
       }
       invites?.delete(key);
       const created = !channel;

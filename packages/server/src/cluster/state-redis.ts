@@ -143,17 +143,19 @@ if exists or reg then
   local i = redis.call('HMGET', src, 'modes', 'key', 'limit')
   modes, ckey, climit = i[1] or 'nt', i[2] or '', tonumber(i[3] or '0') or 0
 end
-if check and level ~= 'op' and redis.call('SISMEMBER', P..':inv:'..c, nick) == 0 then
+-- Ergo's order and rules: +l, +k, then +i and +b, which an INVITE or a matching +I lets past.
+if check and level ~= 'op' then
   local function listed(m)
     for _, v in ipairs(redis.call('HVALS', P..':list:'..c..':'..m)) do
       if maskmatch(string.match(v, '^%S+'), source, acct) then return true end
     end
     return false
   end
-  if listed('b') and not listed('e') then return {-2, 'banned'} end
-  if string.find(modes, 'i', 1, true) and not listed('I') then return {-2, 'invite-only'} end
-  if ckey ~= '' and key ~= ckey then return {-2, 'bad-key'} end
   if climit > 0 and redis.call('HLEN', mk) >= climit then return {-2, 'full'} end
+  if ckey ~= '' and key ~= ckey then return {-2, 'bad-key'} end
+  local invited = redis.call('SISMEMBER', P..':inv:'..c, nick) == 1 or listed('I')
+  if string.find(modes, 'i', 1, true) and not invited then return {-2, 'invite-only'} end
+  if not invited and listed('b') and not listed('e') then return {-2, 'banned'} end
 end
 redis.call('SREM', P..':inv:'..c, nick)
 local created, prefix = 0, ''

@@ -177,12 +177,13 @@ export interface ClusterState {
   userChannels(nick: string): Promise<string[]>;
 
   /**
-   * With `check`: refused when banned (`+b` matching the source or `$a:` the account, unless an
-   * `+e` matches), invite-only (`+i`, unless invited or an `+I` matches), a wrong key (`+k`) or
-   * full (`+l`); an INVITE lets its nick past all four once (the join uses it up), and so does op
-   * access to a registered channel. A registered channel that is empty is created again with the
-   * modes and topic it had; its founder and `op` access join as operators, `voice` access voiced,
-   * and nobody else gets operator status (the first joiner of an unregistered channel does).
+   * With `check`, in this order (Ergo's): refused when full (`+l`), with a wrong key (`+k`),
+   * invite-only (`+i`) unless invited, banned (`+b` matching the source or `$a:` the account)
+   * unless invited or an `+e` matches; "invited" is an INVITE of the nick (used up by the join) or
+   * a matching `+I`. Op access to a registered channel passes all four. A registered channel that
+   * is empty is created again with the modes and topic it had; its founder and `op` access join as
+   * operators, `voice` access voiced, and nobody else gets operator status (the first joiner of an
+   * unregistered channel does).
    */
   join(chanKey: string, chanName: string, nick: string, maxChannels: number, check?: JoinCheck): Promise<JoinResult>;
   part(chanKey: string, nick: string): Promise<PartResult>;

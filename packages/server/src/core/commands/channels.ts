@@ -45,7 +45,12 @@ async function joinOne(ctx: CommandContext, s: Session, name: string, key: strin
   try {
     res = await ctx.state.join(ckey, name, s.nick, ctx.config.limits.channelsPerUser, { source: s.source, account: s.account, key });
     const rules = ctx.rooms.rules(ckey);
-    if (res.kind === 'joined' && rules && !rules.loaded) rules.load(res.channel, await ctx.state.listModes(ckey));
+    if (res.kind === 'joined' && rules && !rules.loaded) {
+      // Read after the join (so after the room's topic was subscribed): a MODE event that arrives
+      // before this read finishes is in it already, and one applied again changes nothing.
+      const [ch, lists] = await Promise.all([ctx.state.channel(ckey), ctx.state.listModes(ckey)]);
+      rules.load(ch ?? res.channel, lists);
+    }
   } catch (err) {
     ctx.rooms.leave(room, s);
     throw err;
@@ -228,11 +233,12 @@ export const mode: Handler = async (ctx, s, msg, r) => {
   if (!spec) {
     const ch = await ctx.state.channel(key);
     if (!ch) return ctx.num(s, r, ERR.NOSUCHCHANNEL, target);
-    // The key is shown to members only (as other servers do).
+    // The key (and its letter) is shown to members only, as on Ergo.
+    const showKey = ch.key !== undefined && s.rooms.has(key);
     const params: string[] = [];
-    if (ch.key) params.push(s.rooms.has(key) ? ch.key : '*');
+    if (showKey && ch.key) params.push(ch.key);
     if (ch.limit) params.push(String(ch.limit));
-    const letters = `+${[...ch.modes].filter((c) => c !== 'k' && c !== 'l').join('')}${ch.key ? 'k' : ''}${ch.limit ? 'l' : ''}`;
+    const letters = `+${[...ch.modes].filter((c) => c !== 'k' && c !== 'l').join('')}${showKey ? 'k' : ''}${ch.limit ? 'l' : ''}`;
     r.send(numericLine(ctx.serverName, s.nick, RPL.CHANNELMODEIS, [ch.name, letters, ...params, '']).replace(/ :$/, ''));
     ctx.num(s, r, RPL.CREATIONTIME, ch.name, String(Math.floor(ch.created / 1000)));
     return;

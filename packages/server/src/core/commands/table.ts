@@ -49,7 +49,8 @@ export const COMMANDS: CommandTable = new Map<string, CommandSpec>([
   ['TAGMSG', cmd(tagmsg, { blocking: false, minParams: 1 })],
   ['CHATHISTORY', cmd(chathistory, { blocking: false, extraCost: historyCost })],
   // queries
-  ['WHO', cmd(who)],
+  // A WHO with a mask reads every instance's user list: it costs as much as 10 lines.
+  ['WHO', cmd(who, { extraCost: (m) => (/[*?]/.test(m.params[0] ?? '') ? 10 : 0) })],
   ['WHOIS', cmd(whois)],
   ['AWAY', cmd(away)],
   ['ISON', cmd(ison)],
