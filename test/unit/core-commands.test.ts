@@ -211,7 +211,7 @@ describe('channels', () => {
     assert.ok((await b.cmd('LIST')).some((m) => m.command === '322' && m.params[1] === chan));
   });
 
-  it('MODE: +o/+t/+n by ops, 482 otherwise, 441 for a non-member, 472 unknown, query 324/329, user modes', async () => {
+  it('MODE: +o/+t/+n by ops, 482 otherwise, 401 for a nick online nowhere, 472 unknown, query 324/329, user modes', async () => {
     const chan = fresh('#m');
     const a = await cluster.client(0, fresh('ma'));
     const b = await cluster.client(1, fresh('mb'));
@@ -224,7 +224,7 @@ describe('channels', () => {
     assert.equal(res[0]?.command, 'MODE');
     assert.deepEqual((await bSees).params.slice(1), ['+o-n', b.session.nick]);
     assert.equal((await b.cmd(`MODE ${chan} -t`))[0]?.command, 'MODE', 'b is op now');
-    assert.equal((await a.cmd(`MODE ${chan} +o nobody`))[0]?.command, '441');
+    assert.equal((await a.cmd(`MODE ${chan} +o nobody`))[0]?.command, '401', 'a nick that exists nowhere');
     assert.equal((await a.cmd(`MODE ${chan} +z`))[0]?.command, '472');
     assert.equal((await a.cmd(`MODE ${chan} +o`))[0]?.command, '461');
     assert.equal((await a.cmd(`MODE ${chan} b`))[0]?.command, '368');
@@ -279,14 +279,15 @@ describe('messages', () => {
     assert.equal(c.messages.find((m) => m.command === 'PRIVMSG')?.tags.msgid, undefined, 'no tags without message-tags');
   });
 
-  it('refuses: 411 no recipient, 412 no text, 407 several targets, 403 no channel, 404 +n, 401 no nick; NOTICE never answers', async () => {
+  it('refuses: 411 no recipient, 412 no text, 407 over 4 targets, 403 no channel, 404 +n, 401 no nick; NOTICE never answers', async () => {
     const chan = fresh('#r');
     const a = await cluster.client(0, fresh('ra'));
     const b = await cluster.client(1, fresh('rb'));
     await a.cmd(`JOIN ${chan}`);
     assert.equal((await b.cmd('PRIVMSG'))[0]?.command, '411');
     assert.equal((await b.cmd(`PRIVMSG ${chan}`))[0]?.command, '412');
-    assert.equal((await b.cmd(`PRIVMSG ${chan},#b :x`))[0]?.command, '407');
+    assert.deepEqual(kinds(await b.cmd(`PRIVMSG ${chan},#nothere${seq} :x`)), ['404', '403'], 'each target answers');
+    assert.equal((await b.cmd(`PRIVMSG ${chan},#b,#c,#d,#e :x`))[0]?.command, '407', 'more than TARGMAX 4');
     assert.equal((await b.cmd(`PRIVMSG ${fresh('#none')} :x`))[0]?.command, '403');
     assert.equal((await b.cmd(`PRIVMSG ${chan} :x`))[0]?.command, '404');
     assert.equal((await b.cmd('PRIVMSG nobody :x'))[0]?.command, '401');

@@ -238,6 +238,24 @@ describe('replies the specs ask for', () => {
     await got;
   });
 
+  it('labeled-response: "the server MUST" label its response to a labeled command, an unknown one\'s 421 too', async () => {
+    const a = await cluster.client(0, fresh('lbl'));
+    const res = await a.cmd('FROBNICATE x');
+    assert.deepEqual(kinds(res), ['421']);
+  });
+
+  it('CHATHISTORY BETWEEN counts from the first selector, "forwards or backwards in time"', async () => {
+    const chan = fresh('#btw');
+    const a = await cluster.client(0, fresh('btw'));
+    await a.cmd(`JOIN ${chan}`);
+    const ids: string[] = [];
+    for (let i = 1; i <= 6; i++) ids.push((await a.cmd(`PRIVMSG ${chan} :b${i}`))[0]?.tags.msgid ?? '');
+    const texts = async (line: string): Promise<string[]> => (await a.cmd(line)).filter((m) => m.command === 'PRIVMSG').map(text);
+    assert.deepEqual(await texts(`CHATHISTORY BETWEEN ${chan} msgid=${ids[0]} msgid=${ids[5]} 2`), ['b2', 'b3'], 'forwards from the first');
+    assert.deepEqual(await texts(`CHATHISTORY BETWEEN ${chan} msgid=${ids[5]} msgid=${ids[0]} 2`), ['b4', 'b5'], 'backwards from the first');
+    assert.deepEqual(await texts(`CHATHISTORY BETWEEN ${chan} msgid=${ids[5]} msgid=${ids[0]} 10`), ['b2', 'b3', 'b4', 'b5'], 'both bounds excluded, oldest first');
+  });
+
   it('a command name with `_` is answered 421, not refused as malformed', async () => {
     const a = await cluster.client(0, fresh('us'));
     a.send('FOO_BAR x');

@@ -91,13 +91,15 @@ export class Dispatcher {
   private run(s: Session, msg: IrcMessage): void {
     const ctx = this.ctx;
     const spec = this.table.get(msg.command);
-    if (!spec || (!s.registered && !spec.preRegistration)) {
-      if (spec || !s.registered) s.write(numericLine(ctx.serverName, s.nick, ERR.NOTREGISTERED, []));
-      else s.write(numericLine(ctx.serverName, s.nick, ERR.UNKNOWNCOMMAND, [msg.command]));
-      return;
-    }
     const label = msg.tags.label;
     const r: Responder = label !== undefined && s.has(Cap.LabeledResponse) ? new Reply(s, label, ctx.serverName) : s;
+    if (!spec || (!s.registered && !spec.preRegistration)) {
+      // labeled-response: the server MUST reply to a labeled command with the label, 421 included.
+      if (spec || !s.registered) r.send(numericLine(ctx.serverName, s.nick, ERR.NOTREGISTERED, []));
+      else r.send(numericLine(ctx.serverName, s.nick, ERR.UNKNOWNCOMMAND, [msg.command]));
+      r.end();
+      return;
+    }
     if (!this.checked(s, msg, spec, r)) {
       r.end();
       return;

@@ -226,7 +226,7 @@ function instanceRoutes(app: FastifyInstance, deps: HttpDeps): void {
       const byRoom = new Map(counts.map((c) => [c.room, c.messages]));
       const rooms = keys.flatMap((k, i) => {
         const ch = infos[i];
-        if (!ch) return [];
+        if (!ch || ch.secret) return [];  // +s/+p channels are not listed
         return [{ name: ch.name, topic: ch.topic, members: members[i] ?? 0, messages: byRoom.get(k) ?? 0, modes: `+${ch.modes}` }];
       });
       return { rooms };

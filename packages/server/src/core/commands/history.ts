@@ -78,7 +78,7 @@ async function query(ctx: CommandContext, s: Session, msg: IrcMessage, r: Respon
     case 'BEFORE': rows = await h.before(room, sel1 as Selector, n); break;
     case 'AFTER': rows = await h.after(room, sel1 as Selector, n); break;
     case 'AROUND': rows = await h.around(room, sel1 as Selector, n); break;
-    default: rows = await h.between(room, sel1 as Selector, sel2 as Selector, n);
+    default: rows = await between(h, room, sel1 as Selector, sel2 as Selector, n);
   }
   const id = batchId();
   const batched = s.has(Cap.Batch);
@@ -92,6 +92,23 @@ async function query(ctx: CommandContext, s: Session, msg: IrcMessage, r: Respon
     r.send(batched ? out.lineWith(s.caps, `batch=${id}`) : out.lineFor(s.caps));
   }
   if (batched) r.send(`:${ctx.serverName} BATCH -${id}`);
+}
+
+/**
+ * BETWEEN counts `n` messages from the first selector towards the second, "forwards or backwards
+ * in time" (IRCv3 chathistory), both bounds excluded, oldest first either way. Selectors of one
+ * kind are compared; mixed ones (a msgid and a timestamp) try forwards, then backwards: only one
+ * direction can hold messages strictly between the two.
+ */
+async function between(h: CommandContext['history'], room: string, a: Selector, b: Selector, n: number): Promise<StoredMessage[]> {
+  const beyond = (m: StoredMessage, s: Selector): boolean => (s.kind === 'seq' ? m.seq >= s.seq : m.time >= s.time);
+  const short = (m: StoredMessage, s: Selector): boolean => (s.kind === 'seq' ? m.seq <= s.seq : m.time <= s.time);
+  const forwards = async (): Promise<StoredMessage[]> => (await h.after(room, a, n)).filter((m) => !beyond(m, b));
+  const backwards = async (): Promise<StoredMessage[]> => (await h.before(room, a, n)).filter((m) => !short(m, b));
+  if (a.kind === 'seq' && b.kind === 'seq') return a.seq <= b.seq ? forwards() : backwards();
+  if (a.kind === 'time' && b.kind === 'time') return a.time <= b.time ? forwards() : backwards();
+  const f = await forwards();
+  return f.length > 0 ? f : backwards();
 }
 
 /**
