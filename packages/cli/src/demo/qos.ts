@@ -150,7 +150,18 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
     phase('classes');
     const usedBeforeShards = usedMemory();
     try {
-      await runProvisionShards({ stateDir: o.stateDir, count: o.shards, qosFrom, timeout: o.timeout, progress: true });
+      // Provisioning is idempotent: when a step of it fails (a REST call that found an instance
+      // busy, a shard slow to start), running it again picks up where it stopped.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await runProvisionShards({ stateDir: o.stateDir, count: o.shards, qosFrom, timeout: o.timeout, progress: true });
+          break;
+        } catch (err) {
+          if (attempt >= 3 || ac.signal.aborted) throw err;
+          note(`parley demo qos: provisioning stopped (${(err as Error).message}); running it again (attempt ${attempt + 1} of 3)`);
+          notes.push(`provisioning was run ${attempt + 1} times: ${(err as Error).message}`);
+        }
+      }
     } finally {
       await fs.rm(tmp, { recursive: true, force: true });
     }
