@@ -172,8 +172,10 @@ describe('HAProxy configuration', () => {
     assert.match(cfg, /bind 127\.0\.0\.1:8080/);
     assert.equal(cfg.match(/balance leastconn/g)?.length, 2);
     assert.equal(cfg.match(/option httpchk GET \/readyz/g)?.length, 2);
-    assert.match(cfg, /server s1 127\.0\.0\.1:4001 check port 4002\n/);
-    assert.match(cfg, /server s1 127\.0\.0\.1:4002 check\n/);
+    // IRC with a PROXY header (the client's address); the check goes to /readyz without one.
+    assert.match(cfg, /server s1 127\.0\.0\.1:4001 send-proxy check port 4002\n/);
+    assert.match(cfg, /server s1 127\.0\.0\.1:4002 check port 4002\n/);
+    assert.match(cfg, /option forwardfor/);
     assert.match(cfg, /server s2 .* disabled/);
     assert.match(cfg, /timeout tunnel 1h/);
   });

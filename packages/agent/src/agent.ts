@@ -12,12 +12,14 @@
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { startEtcd } from './etcd.js';
 import { ensureEtcdAuth } from './etcd-auth.js';
 import { FrontDoorController } from './frontdoor.js';
 import { startHaproxy } from './haproxy.js';
+import { ensureCertificates, type LabCertificates } from './tls-certs.js';
 import { describeZodError, withTimeout, etcdKeys, parseInstanceRecord, putShardEntry, QosClassSchema, ShardEntryError, type EtcdKeys, type PostgresSettings } from '@parley/contracts';
 import { etcdEndpoints, emptyPlan, HostFileSchema, parsePlan, type HostFile, type HostPlan, type InstancePlan, type ShardPlan } from './plan.js';
 import { freePort, looksLikeAddrInUse } from './ports.js';
@@ -257,16 +259,38 @@ export class Agent {
     // The user goes in the URL, the password in a file the instance reads (--redis-password-file).
     const redisUrl = p.redis ? `redis://${LAB_USERS.redisInstance}@127.0.0.1:${redisPort}` : p.redisUrl;
     for (const s of p.shards) specs.push(this.shardSpec(s, await this.pickPort(`pg${s.id}`, s.port)));
+    // The certificates before anything that serves them (a failure is the plan's error: no openssl).
+    const certs = p.tls ? await this.ensureTls(p) : null;
+    let stsPort: number | undefined;
     if (p.frontDoor) {
       const irc = await this.pickPort('frontdoor.irc', p.frontDoor.ircPort);
       const http = await this.pickPort('frontdoor.http', p.frontDoor.httpPort);
-      specs.push(await this.haproxySpec(irc, http));
+      const tlsIrc = p.tls && p.frontDoor.tlsIrcPort !== undefined ? await this.pickPort('frontdoor.tls-irc', p.frontDoor.tlsIrcPort) : undefined;
+      const https = p.tls && p.frontDoor.httpsPort !== undefined ? await this.pickPort('frontdoor.https', p.frontDoor.httpsPort) : undefined;
+      specs.push(await this.haproxySpec(irc, http, tlsIrc, https));
+      stsPort = tlsIrc;
     } else {
       await this.stopFrontDoor();
     }
-    if (redisUrl !== undefined) for (const i of p.instances) specs.push(this.instanceSpec(i, redisUrl));
+    if (redisUrl !== undefined) for (const i of p.instances) specs.push(this.instanceSpec(i, redisUrl, certs, stsPort));
     this.sup.apply(specs);
     this.scheduleStatus();
+  }
+
+  /**
+   * The lab's CA and server certificate in `<state>/tls/`, for every name a client of this host
+   * may use (localhost, the host name, loopback, the front door's address): kept while valid for
+   * those names, else a new server certificate from the same CA (the instances reload it).
+   */
+  private async ensureTls(p: HostPlan): Promise<LabCertificates> {
+    const ips = new Set(['127.0.0.1', '::1']);
+    for (const a of [p.frontDoor?.bind, ...p.instances.map((i) => i.host)]) {
+      if (a !== undefined && net.isIP(a) !== 0 && a !== '0.0.0.0' && a !== '::') ips.add(a);
+    }
+    const dns = [...new Set(['localhost', os.hostname()])];
+    const { certs, made } = await ensureCertificates(this.paths.tlsDir, { dns, ips: [...ips] });
+    if (made) this.log(`made the server certificate (${made}) for ${[...dns, ...ips].join(', ')}, signed by ${certs.ca}`);
+    return certs;
   }
 
   // ---- ports ------------------------------------------------------------------------------
@@ -477,7 +501,13 @@ export class Agent {
     }
   }
 
-  private instanceSpec(i: InstancePlan, redisUrl: string): UnitSpec {
+  /**
+   * `certs`: the instance serves IRC over TLS and HTTPS/WSS on ports of its own (any free; the
+   * front door reads them from the registry); `stsPort`: the front door's TLS port, which `sts`
+   * sends plain IRC clients to (without it, the instance's own).
+   */
+  private instanceSpec(i: InstancePlan, redisUrl: string, certs: LabCertificates | null, stsPort: number | undefined): UnitSpec {
+    const tls = this.plan.tls;
     const etcd = etcdEndpoints(this.host);
     const deps = [
       ...(this.host.etcd.managed ? ['etcd'] : []),
@@ -497,12 +527,21 @@ export class Agent {
       ...(this.host.etcd.managed && this.etcdAuthOn ? ['--etcd-user', LAB_USERS.etcdInstance, '--etcd-password-file', this.paths.secret('etcd-parley')] : []),
       // Payloads on the bus are signed with it; a forged PUBLISH never reaches a client.
       '--cluster-key-file', this.paths.secret('cluster-key'),
+      // The front door (HAProxy, connecting from loopback) names each client's address: a PROXY
+      // header on IRC and TLS, X-Forwarded-For on HTTP. So per-address limits and cloaks see clients.
+      ...(this.plan.frontDoor ? ['--trusted-proxies', '127.0.0.1'] : []),
+      ...(certs && tls
+        ? [
+            '--tls-cert', certs.cert, '--tls-key', certs.key, '--tls-port', '0', '--https-port', '0',
+            '--sts-duration', String(tls.stsDurationSeconds), ...(stsPort !== undefined ? ['--sts-port', String(stsPort)] : []),
+          ]
+        : []),
     ];
     const [command, ...baseArgs] = this.o.serverCommand;
     return {
       name: i.id,
       kind: 'server',
-      hash: JSON.stringify({ i, etcd, redisUrl, prefix: this.prefix, cmd: this.o.serverCommand }),
+      hash: JSON.stringify({ i, etcd, redisUrl, prefix: this.prefix, cmd: this.o.serverCommand, proxied: this.plan.frontDoor !== null, tls, stsPort }),
       deps,
       log: this.paths.log(i.id),
       start: async () => {
@@ -516,7 +555,10 @@ export class Agent {
             const text = await this.client!.get(this.keys.instance(i.id)).string();
             const r = text === null ? undefined : parseInstanceRecord(text);
             if (!r?.ok || r.value.pid !== proc.pid || r.value.state !== 'ready') return false;
-            ports = { tcp: r.value.tcpPort, ws: r.value.wsPort };
+            ports = {
+              tcp: r.value.tcpPort, ws: r.value.wsPort,
+              ...(r.value.tlsPort !== undefined ? { tls: r.value.tlsPort } : {}), ...(r.value.httpsPort !== undefined ? { https: r.value.httpsPort } : {}),
+            };
             return true;
           }, 60_000);
         } catch (err) {
@@ -539,13 +581,14 @@ export class Agent {
     };
   }
 
-  private async haproxySpec(ircPort: number, httpPort: number): Promise<UnitSpec> {
+  private async haproxySpec(ircPort: number, httpPort: number, tlsIrcPort: number | undefined, httpsPort: number | undefined): Promise<UnitSpec> {
     const fd = this.plan.frontDoor!;
-    const key = JSON.stringify({ slots: fd.slots, prefix: this.prefix });
+    const tls = { irc: tlsIrcPort !== undefined, https: httpsPort !== undefined };
+    const key = JSON.stringify({ slots: fd.slots, prefix: this.prefix, tls });
     if (this.frontDoor && this.frontDoorKey !== key) await this.stopFrontDoor();
     if (!this.frontDoor) {
       this.frontDoorKey = key;
-      const ctl = new FrontDoorController({ client: this.client!, prefix: this.prefix, slots: fd.slots, log: this.log, onChange: () => this.scheduleStatus() });
+      const ctl = new FrontDoorController({ client: this.client!, prefix: this.prefix, slots: fd.slots, tls, log: this.log, onChange: () => this.scheduleStatus() });
       this.frontDoor = ctl;
       void ctl.start();
     }
@@ -553,20 +596,22 @@ export class Agent {
     return {
       name: 'haproxy',
       kind: 'haproxy',
-      hash: JSON.stringify({ fd, ircPort, httpPort }),
+      hash: JSON.stringify({ fd, ircPort, httpPort, tlsIrcPort, httpsPort }),
       deps: [],
       log: this.paths.log('haproxy'),
       start: async () => {
         try {
           const h = await startHaproxy({
             bind: fd.bind, ircPort, httpPort, socket: this.paths.haproxySocket, slots: ctl.slotConfigs(),
+            ...(tlsIrcPort !== undefined ? { tlsIrcPort } : {}), ...(httpsPort !== undefined ? { httpsPort } : {}),
             cfgFile: this.paths.haproxyCfg, logFile: this.paths.log('haproxy'),
           });
           await ctl.attach(this.paths.haproxySocket);
           void h.proc.exited.then(() => ctl.detach());
-          return { pid: h.pid, exited: h.proc.exited, stop: () => h.stop(), ports: { irc: ircPort, http: httpPort }, info: { bind: fd.bind } };
+          const ports = { irc: ircPort, http: httpPort, ...(tlsIrcPort !== undefined ? { tlsIrc: tlsIrcPort } : {}), ...(httpsPort !== undefined ? { https: httpsPort } : {}) };
+          return { pid: h.pid, exited: h.proc.exited, stop: () => h.stop(), ports, info: { bind: fd.bind } };
         } catch (err) {
-          this.portTaken(err, ['frontdoor.irc', fd.ircPort], ['frontdoor.http', fd.httpPort]);
+          this.portTaken(err, ['frontdoor.irc', fd.ircPort], ['frontdoor.http', fd.httpPort], ['frontdoor.tls-irc', fd.tlsIrcPort ?? -1], ['frontdoor.https', fd.httpsPort ?? -1]);
           throw err;
         }
       },
@@ -623,6 +668,8 @@ export class Agent {
             socket: this.paths.haproxySocket,
             irc: `${fd.bind}:${hap?.ports.irc ?? this.ports['frontdoor.irc'] ?? fd.ircPort}`,
             http: `${fd.bind}:${hap?.ports.http ?? this.ports['frontdoor.http'] ?? fd.httpPort}`,
+            ...(this.plan.tls && fd.tlsIrcPort !== undefined ? { tlsIrc: `${fd.bind}:${hap?.ports.tlsIrc ?? this.ports['frontdoor.tls-irc'] ?? fd.tlsIrcPort}` } : {}),
+            ...(this.plan.tls && fd.httpsPort !== undefined ? { https: `${fd.bind}:${hap?.ports.https ?? this.ports['frontdoor.https'] ?? fd.httpsPort}` } : {}),
             members: this.frontDoor.memberList(),
           }
         : null,

@@ -9,13 +9,15 @@
  */
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { etcdKeys, parseInstanceRecord, type InstanceRecord } from '@parley/contracts';
-import { haproxyCommand, slotName, type SlotConfig } from './haproxy.js';
+import { backendPort, backendsOf, haproxyCommand, slotName, type BackendName, type SlotConfig } from './haproxy.js';
 import type { FrontDoorMember } from './statedir.js';
 
 export interface FrontDoorOptions {
   client: Etcd3;
   prefix: string;
   slots: number;
+  /** the TLS frontends HAProxy has (their backends are kept in step too) */
+  tls?: { irc: boolean; https: boolean };
   log: (msg: string) => void;
   /** membership changed (for the agent's status) */
   onChange?: () => void;
@@ -101,8 +103,8 @@ export class FrontDoorController {
     const rec: InstanceRecord = r.value;
     const prev = this.members.get(rec.id);
     if (prev) {
-      if (prev.rec.state !== rec.state || prev.rec.tcpPort !== rec.tcpPort || prev.rec.wsPort !== rec.wsPort || prev.rec.host !== rec.host) {
-        this.o.log(`front door: ${rec.id} ${rec.state === 'ready' ? 'in rotation' : 'draining: out of rotation'} (${rec.host} tcp ${rec.tcpPort} ws ${rec.wsPort})`);
+      if (prev.rec.state !== rec.state || portsOf(prev.rec) !== portsOf(rec) || prev.rec.host !== rec.host) {
+        this.o.log(`front door: ${rec.id} ${rec.state === 'ready' ? 'in rotation' : 'draining: out of rotation'} (${rec.host} ${portsOf(rec)})`);
       }
       prev.rec = rec;
     } else {
@@ -113,7 +115,7 @@ export class FrontDoorController {
         return rec.id;
       }
       this.members.set(rec.id, { rec, slot });
-      this.o.log(`front door: ${rec.id} in rotation as ${slotName(slot)} (${rec.host} tcp ${rec.tcpPort} ws ${rec.wsPort})`);
+      this.o.log(`front door: ${rec.id} in rotation as ${slotName(slot)} (${rec.host} ${portsOf(rec)})`);
     }
     if (notify) this.changed();
     return rec.id;
@@ -145,7 +147,13 @@ export class FrontDoorController {
       const m = bySlot.get(i);
       return {
         name: slotName(i),
-        server: m ? { host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort, ready: m.rec.state === 'ready' } : null,
+        server: m
+          ? {
+              host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort,
+              ...(m.rec.tlsPort !== undefined ? { tlsPort: m.rec.tlsPort } : {}), ...(m.rec.httpsPort !== undefined ? { httpsPort: m.rec.httpsPort } : {}),
+              ready: m.rec.state === 'ready',
+            }
+          : null,
       };
     });
   }
@@ -153,7 +161,10 @@ export class FrontDoorController {
   memberList(): FrontDoorMember[] {
     return [...this.members.values()]
       .sort((a, b) => a.slot - b.slot)
-      .map((m) => ({ id: m.rec.id, slot: slotName(m.slot), state: m.rec.state === 'ready' ? 'ready' : 'maint', host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort }));
+      .map((m) => ({
+        id: m.rec.id, slot: slotName(m.slot), state: m.rec.state === 'ready' ? 'ready' : 'maint', host: m.rec.host, tcpPort: m.rec.tcpPort, wsPort: m.rec.wsPort,
+        ...(m.rec.tlsPort !== undefined ? { tlsPort: m.rec.tlsPort } : {}), ...(m.rec.httpsPort !== undefined ? { httpsPort: m.rec.httpsPort } : {}),
+      }));
   }
 
   /** HAProxy (re)started and answers on `socket`: push every slot. */
@@ -191,21 +202,20 @@ export class FrontDoorController {
       const i = Number(s.name.slice(1)) - 1;
       const key = JSON.stringify(s.server);
       if (this.pushed.get(i) === key) continue;
+      const backends: BackendName[] = backendsOf({ tlsIrcPort: this.o.tls?.irc ? 1 : undefined, httpsPort: this.o.tls?.https ? 1 : undefined });
       const cmds: string[] = [];
       if (!s.server) {
-        cmds.push(`set server irc/${s.name} state maint`, `set server web/${s.name} state maint`);
+        for (const b of backends) cmds.push(`set server ${b}/${s.name} state maint`);
       } else {
-        const { host, tcpPort, wsPort, ready } = s.server;
-        const state = ready ? 'ready' : 'maint';
+        const srv = s.server;
         // Out of rotation first, so a half-updated slot never gets a connection.
-        if (!ready) cmds.push(`set server irc/${s.name} state maint`, `set server web/${s.name} state maint`);
-        cmds.push(
-          `set server irc/${s.name} addr ${host} port ${tcpPort}`,
-          `set server irc/${s.name} check-port ${wsPort}`,
-          `set server web/${s.name} addr ${host} port ${wsPort}`,
-          `set server irc/${s.name} state ${state}`,
-          `set server web/${s.name} state ${state}`,
-        );
+        for (const b of backends) if (!srv.ready || backendPort(srv, b) === undefined) cmds.push(`set server ${b}/${s.name} state maint`);
+        for (const b of backends) {
+          const port = backendPort(srv, b);
+          if (port === undefined) continue; // e.g. an instance without TLS: not in the TLS backends
+          cmds.push(`set server ${b}/${s.name} addr ${srv.host} port ${port}`, `set server ${b}/${s.name} check-port ${srv.wsPort}`);
+        }
+        for (const b of backends) if (srv.ready && backendPort(srv, b) !== undefined) cmds.push(`set server ${b}/${s.name} state ready`);
       }
       try {
         const out = await haproxyCommand(socket, cmds);
@@ -225,4 +235,9 @@ export class FrontDoorController {
     await this.watcher?.cancel().catch(() => undefined);
     await this.syncing?.catch(() => undefined);
   }
+}
+
+/** An instance's ports, for the log (and to notice that they changed). */
+function portsOf(r: InstanceRecord): string {
+  return `tcp ${r.tcpPort} ws ${r.wsPort}${r.tlsPort !== undefined ? ` tls ${r.tlsPort}` : ''}${r.httpsPort !== undefined ? ` https ${r.httpsPort}` : ''}`;
 }

@@ -3,10 +3,16 @@
  * hand), starting it, and its runtime API (a Unix socket) through which backend membership changes
  * without a reload, so no connection is dropped when instances come and go.
  *
- * Two frontends share one set of backend slots (`s1`..`sN`): `irc` (TCP) balances IRC connections,
- * `web` (HTTP) balances the HTTP API and IRC over WebSocket. Both use least connections, and both
- * check an instance through its `GET /readyz` on the WebSocket port (503 while it drains). A slot
- * without an instance is in maintenance.
+ * Frontends share one set of backend slots (`s1`..`sN`): `irc` (TCP) balances IRC connections,
+ * `web` (HTTP) balances the HTTP API and IRC over WebSocket; with TLS, `irc-tls` and `web-tls`
+ * (TCP) pass IRC over TLS and HTTPS/WSS through to the instances' own TLS ports, so the keys stay
+ * on the instances and a renewed certificate is reloaded in one place (the instances watch their
+ * files); HAProxy never holds a key. Every TCP backend sends a PROXY v1 header (`send-proxy`) and
+ * `web` adds `X-Forwarded-For`, so an instance sees each client's own address (the instances
+ * trust both from the front door only: `--trusted-proxies`). All use least connections, and all
+ * check an instance through its plain `GET /readyz` on the WebSocket port (503 while it drains;
+ * with an explicit check port HAProxy sends no PROXY header with the check). A slot without an
+ * instance is in maintenance.
  */
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
@@ -18,27 +24,61 @@ export interface SlotConfig {
   /** `s1`..`sN` */
   name: string;
   /** null: an empty slot (maintenance) */
-  server: { host: string; tcpPort: number; wsPort: number; ready: boolean } | null;
+  server: { host: string; tcpPort: number; wsPort: number; tlsPort?: number; httpsPort?: number; ready: boolean } | null;
 }
+
+/** The front door's backends: `irc-tls` and `web-tls` exist only with TLS. */
+export type BackendName = 'irc' | 'web' | 'irc-tls' | 'web-tls';
 
 export interface HaproxyConfigOptions {
   bind: string;
   ircPort: number;
   httpPort: number;
+  /** IRC over TLS, passed through to the instances' `tlsPort`; absent: no such frontend */
+  tlsIrcPort?: number;
+  /** HTTPS and WSS, passed through to the instances' `httpsPort`; absent: no such frontend */
+  httpsPort?: number;
   socket: string;
   slots: SlotConfig[];
 }
 
 export const slotName = (i: number): string => `s${i + 1}`;
 
+/** The backends a configuration has. */
+export function backendsOf(o: { tlsIrcPort?: number | undefined; httpsPort?: number | undefined }): BackendName[] {
+  return ['irc', 'web', ...(o.tlsIrcPort !== undefined ? ['irc-tls' as const] : []), ...(o.httpsPort !== undefined ? ['web-tls' as const] : [])];
+}
+
+/** The instance port a backend routes to; undefined: the instance serves none (the slot stays in maintenance there). */
+export function backendPort(s: NonNullable<SlotConfig['server']>, b: BackendName): number | undefined {
+  return b === 'irc' ? s.tcpPort : b === 'web' ? s.wsPort : b === 'irc-tls' ? s.tlsPort : s.httpsPort;
+}
+
 /** Renders haproxy.cfg. Slots that hold an instance start with it; the rest are in maintenance. */
 export function renderHaproxyConfig(o: HaproxyConfigOptions): string {
-  const server = (s: SlotConfig, which: 'irc' | 'web'): string => {
-    if (!s.server) return `  server ${s.name} 127.0.0.1:1 check${which === 'irc' ? ' port 1' : ''} disabled`;
-    const { host, tcpPort, wsPort, ready } = s.server;
-    const addr = which === 'irc' ? `${host}:${tcpPort} check port ${wsPort}` : `${host}:${wsPort} check`;
-    return `  server ${s.name} ${addr}${ready ? '' : ' disabled'}`;
+  const server = (s: SlotConfig, b: BackendName): string => {
+    // The PROXY header on every TCP backend; `check port` sends the check to /readyz without one.
+    const proxy = b === 'web' ? '' : ' send-proxy';
+    const port = s.server ? backendPort(s.server, b) : undefined;
+    if (!s.server || port === undefined) return `  server ${s.name} 127.0.0.1:1${proxy} check port ${s.server?.wsPort ?? 1} disabled`;
+    const { host, wsPort, ready } = s.server;
+    return `  server ${s.name} ${host}:${port}${proxy} check port ${wsPort}${ready ? '' : ' disabled'}`;
   };
+  const tcpPair = (name: 'irc' | 'irc-tls' | 'web-tls', port: number): string[] => [
+    `frontend ${name}`,
+    '  mode tcp',
+    '  option tcplog',
+    `  bind ${o.bind}:${port}`,
+    `  default_backend ${name}`,
+    '',
+    `backend ${name}`,
+    '  mode tcp',
+    '  balance leastconn',
+    '  option httpchk GET /readyz',
+    '  http-check expect status 200',
+    ...o.slots.map((s) => server(s, name)),
+    '',
+  ];
   return [
     '# Written by the parley agent from the host plan; changes here are overwritten.',
     '# Backend membership follows the etcd registry through the runtime API (stats socket).',
@@ -63,24 +103,14 @@ export function renderHaproxyConfig(o: HaproxyConfigOptions): string {
     '  option redispatch 1',
     '  default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2',
     '',
-    'frontend irc',
-    '  mode tcp',
-    '  option tcplog',
-    `  bind ${o.bind}:${o.ircPort}`,
-    '  default_backend irc',
-    '',
-    'backend irc',
-    '  mode tcp',
-    '  balance leastconn',
-    '  option httpchk GET /readyz',
-    '  http-check expect status 200',
-    ...o.slots.map((s) => server(s, 'irc')),
-    '',
+    ...tcpPair('irc', o.ircPort),
     'frontend web',
     '  mode http',
     '  option httplog',
     `  bind ${o.bind}:${o.httpPort}`,
     '  timeout http-request 10s',
+    // The client's address for the instance (it believes the last entry, from the front door only).
+    '  option forwardfor',
     '  default_backend web',
     '',
     'backend web',
@@ -92,6 +122,8 @@ export function renderHaproxyConfig(o: HaproxyConfigOptions): string {
     '  retry-on conn-failure empty-response 503',
     ...o.slots.map((s) => server(s, 'web')),
     '',
+    ...(o.tlsIrcPort !== undefined ? tcpPair('irc-tls', o.tlsIrcPort) : []),
+    ...(o.httpsPort !== undefined ? tcpPair('web-tls', o.httpsPort) : []),
   ].join('\n');
 }
 

@@ -85,4 +85,4 @@ export {
   Limiter,
   type ShardConfOptions,
 } from './shards.js';
-export { certificatePaths, makeCertificates, OpensslError, type CertificateOptions, type LabCertificates } from './tls-certs.js';
+export { certificatePaths, ensureCertificates, makeCertificates, OpensslError, type CertificateOptions, type LabCertificates } from './tls-certs.js';

@@ -12,6 +12,8 @@
  *   status.json         the agent's status: every process with pid, state, restarts, last exit
  *   logs/<name>.log     one log per process: agent, etcd, redis, pg<N>, haproxy, <instance id>
  *   etcd/ redis/ pg/template/ pg/<N>/data/ haproxy/haproxy.cfg
+ *   tls/                with `up --tls`: the lab's CA (ca.pem; its key ca-key.pem, 0600, never served)
+ *                       and the instances' certificate (server.pem, server-key.pem 0600)
  *   run/                Unix sockets (PostgreSQL, HAProxy's runtime API); in /tmp if the path is long
  *
  * Nothing in it is for other local users: the directory is 0700 (0710 with the PostgreSQL user's
@@ -50,6 +52,8 @@ export interface StatePaths {
   haproxyDir: string;
   haproxyCfg: string;
   haproxySocket: string;
+  /** the lab's CA and server certificate (`parley up --tls`; tls-certs.ts) */
+  tlsDir: string;
   log(name: string): string;
 }
 
@@ -88,6 +92,7 @@ export function statePaths(dir: string): StatePaths {
     haproxyDir: path.join(root, 'haproxy'),
     haproxyCfg: path.join(root, 'haproxy', 'haproxy.cfg'),
     haproxySocket: path.join(run, 'haproxy.sock'),
+    tlsDir: path.join(root, 'tls'),
     log: (name) => path.join(logs, `${name}.log`),
   };
 }
@@ -249,6 +254,8 @@ export interface FrontDoorMember {
   host: string;
   tcpPort: number;
   wsPort: number;
+  tlsPort?: number;
+  httpsPort?: number;
 }
 
 export interface AgentStatus {
@@ -268,7 +275,8 @@ export interface AgentStatus {
     planError: string | null;
   };
   processes: ProcessStatus[];
-  frontDoor: { socket: string; irc: string; http: string; members: FrontDoorMember[] } | null;
+  /** `tlsIrc` and `https`: the TLS frontends (address:port), when the plan has them */
+  frontDoor: { socket: string; irc: string; http: string; tlsIrc?: string; https?: string; members: FrontDoorMember[] } | null;
 }
 
 export async function readStatus(p: StatePaths): Promise<AgentStatus | undefined> {

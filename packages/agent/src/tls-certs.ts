@@ -9,6 +9,7 @@
  *   server-key.pem its key, for --tls-key
  */
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -91,4 +92,40 @@ export async function makeCertificates(dir: string, o: CertificateOptions = {}):
   await fs.rename(path.join(dir, 'server.pem.new'), p.cert);
   await Promise.all(['server.csr', 'server.ext', 'server-leaf.pem'].map((f) => fs.rm(path.join(dir, f), { force: true })));
   return p;
+}
+
+/**
+ * The lab's certificates as the agent keeps them: the files in `dir` are kept when the server
+ * certificate is signed by the CA, names every host name and address asked for, and is valid for
+ * another `renewDays` (default 30); otherwise a new server certificate is made (same CA, so
+ * clients that trust it keep working, and the instances reload the new files by themselves).
+ * Resolves to the files and why they were made ('' when kept).
+ */
+export async function ensureCertificates(dir: string, o: CertificateOptions & { renewDays?: number } = {}): Promise<{ certs: LabCertificates; made: string }> {
+  const p = certificatePaths(dir);
+  const why = await whyRemake(p, o);
+  if (why === '') return { certs: p, made: '' };
+  return { certs: await makeCertificates(dir, o), made: why };
+}
+
+async function whyRemake(p: LabCertificates, o: CertificateOptions & { renewDays?: number }): Promise<string> {
+  let ca: X509Certificate;
+  let leaf: X509Certificate;
+  try {
+    await fs.access(p.caKey);
+    await fs.access(p.key);
+    ca = new X509Certificate(await fs.readFile(p.ca));
+    // The first certificate of the chain file is the leaf.
+    leaf = new X509Certificate(await fs.readFile(p.cert));
+  } catch {
+    return 'none yet';
+  }
+  if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) return 'not signed by the CA';
+  const renewBy = Date.now() + (o.renewDays ?? 30) * 86_400_000;
+  if (new Date(leaf.validTo).getTime() < renewBy) return `expires ${new Date(leaf.validTo).toISOString().slice(0, 10)}`;
+  const missing = [
+    ...(o.dns ?? ['localhost']).filter((d) => leaf.checkHost(d, { wildcards: false }) === undefined),
+    ...(o.ips ?? ['127.0.0.1', '::1']).filter((ip) => leaf.checkIP(ip) === undefined),
+  ];
+  return missing.length > 0 ? `new names: ${missing.join(', ')}` : '';
 }

@@ -42,6 +42,9 @@ program
   .option('--tls-key <path>', 'PEM private key of --tls-cert', env.PARLEY_TLS_KEY)
   .option('--tls-port <port>', 'IRC over TLS port (6697; 0 = any free)', intArg('--tls-port'), env.PARLEY_TLS_PORT ? Number(env.PARLEY_TLS_PORT) : undefined)
   .option('--https-port <port>', 'HTTPS and WSS port (0 = any free)', intArg('--https-port'), env.PARLEY_HTTPS_PORT ? Number(env.PARLEY_HTTPS_PORT) : undefined)
+  .option('--no-sts', 'with --tls-port: no `sts` capability (by default plain IRC clients are told to use TLS)')
+  .option('--sts-port <port>', 'the TLS port `sts` names, e.g. the front door\'s (default: --tls-port\'s)', intArg('--sts-port'), env.PARLEY_STS_PORT ? Number(env.PARLEY_STS_PORT) : undefined)
+  .option('--sts-duration <s>', 'seconds clients keep the STS policy (default 604800, a week)', intArg('--sts-duration'), env.PARLEY_STS_DURATION ? Number(env.PARLEY_STS_DURATION) : undefined)
   .option('--trusted-proxies <addrs>', 'front door addresses whose PROXY header / X-Forwarded-For name the client, comma-separated [env PARLEY_TRUSTED_PROXIES]', list)
   .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', env.PARLEY_LOG_LEVEL)
   .action(async (o: Record<string, unknown>) => {

@@ -50,6 +50,10 @@ export const InstanceRecordSchema = z.object({
   /** the ports it actually listens on (never 0: written after listening) */
   tcpPort: port,
   wsPort: port,
+  /** IRC over TLS (`--tls-port`), absent when the instance serves none; the front door's TLS backends route here */
+  tlsPort: port.optional(),
+  /** HTTPS and WSS (`--https-port`), absent when the instance serves none */
+  httpsPort: port.optional(),
   pid: z.number().int().positive(),
   /** ms since the epoch */
   startedAt: z.number().int().nonnegative(),

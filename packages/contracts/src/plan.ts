@@ -75,8 +75,32 @@ export const FrontDoorPlanSchema = z
     ircPort: port.default(6667),
     /** HTTP API and IRC over WebSocket */
     httpPort: port.default(8080),
+    /**
+     * IRC over TLS (6697 by convention), passed through to the instances' TLS ports with a PROXY
+     * header (the keys stay on the instances); needs `tls` in the plan. Absent: no TLS frontend
+     */
+    tlsIrcPort: port.optional(),
+    /** HTTPS and WSS, passed through like `tlsIrcPort`; needs `tls` in the plan. Absent: none */
+    httpsPort: port.optional(),
     /** backend slots (the most instances the front door can hold without a restart) */
     slots: z.number().int().min(1).max(1000).default(32),
+    generation,
+  })
+  .strict();
+
+/**
+ * TLS for the instances of this host: the agent keeps a local CA and a server certificate in its
+ * state directory (`tls/`, made when missing or when the names change) and starts every instance
+ * with IRC over TLS and HTTPS/WSS on ports of their own, and the `sts` capability pointing at the
+ * front door's TLS port (or the instance's own without a front door).
+ */
+export const TlsPlanSchema = z
+  .object({
+    /**
+     * seconds a client keeps the STS policy (the `duration` of `sts`). Short in the lab: a client
+     * that learnt it refuses plain IRC to the same host for that long, even after a lab without TLS
+     */
+    stsDurationSeconds: z.number().int().min(0).max(31_536_000).default(3600),
     generation,
   })
   .strict();
@@ -90,6 +114,8 @@ export const HostPlanSchema = z
     shards: z.array(ShardPlanSchema).default([]),
     instances: z.array(InstancePlanSchema).default([]),
     frontDoor: FrontDoorPlanSchema.nullable().default(null),
+    /** null: plain IRC and HTTP only */
+    tls: TlsPlanSchema.nullable().default(null),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -114,6 +140,15 @@ export const HostPlanSchema = z
     const ports = p.shards.filter((s) => s.port > 0).map((s) => s.port);
     const portDup = dup(ports);
     if (portDup !== undefined) ctx.addIssue({ code: 'custom', path: ['shards'], message: `port ${portDup} is planned for two shards` });
+    if (p.frontDoor && !p.tls && (p.frontDoor.tlsIrcPort !== undefined || p.frontDoor.httpsPort !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['frontDoor'], message: 'TLS ports on the front door need tls in the plan (the instances serve TLS)' });
+    }
+    if (p.frontDoor) {
+      const fd = p.frontDoor;
+      const named = [fd.ircPort, fd.httpPort, fd.tlsIrcPort, fd.httpsPort].filter((x): x is number => x !== undefined && x > 0);
+      const same = dup(named);
+      if (same !== undefined) ctx.addIssue({ code: 'custom', path: ['frontDoor'], message: `port ${same} is planned for two front-door listeners` });
+    }
     if (p.frontDoor && p.instances.length > p.frontDoor.slots) {
       ctx.addIssue({ code: 'custom', path: ['frontDoor', 'slots'], message: `${p.instances.length} instances do not fit in ${p.frontDoor.slots} slots` });
     }
@@ -123,6 +158,7 @@ export type HostPlan = z.infer<typeof HostPlanSchema>;
 export type InstancePlan = z.infer<typeof InstancePlanSchema>;
 export type ShardPlan = z.infer<typeof ShardPlanSchema>;
 export type FrontDoorPlan = z.infer<typeof FrontDoorPlanSchema>;
+export type TlsPlan = z.infer<typeof TlsPlanSchema>;
 
 export const emptyPlan = (): HostPlan => HostPlanSchema.parse({});
 

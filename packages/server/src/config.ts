@@ -71,6 +71,15 @@ export const InstanceOptionsSchema = z
     /** HTTPS and WSS port (0 = any free); none: no HTTPS. Needs tlsCert and tlsKey */
     httpsPort: port.optional(),
     /**
+     * advertise the `sts` capability (IRCv3 STS) when IRC over TLS is served (`tlsPort`): plain
+     * clients are told to reconnect with TLS, TLS clients to keep doing so for `stsDuration`
+     */
+    sts: z.boolean().default(true),
+    /** the TLS port `sts` names (the front door's when there is one); default: this instance's `tlsPort` */
+    stsPort: z.coerce.number().int().min(1).max(65535).optional(),
+    /** seconds a client keeps the STS policy (0: clients forget it) */
+    stsDuration: z.coerce.number().int().min(0).max(31_536_000).default(604_800),
+    /**
      * addresses of the front door(s): their PROXY header (IRC, HTTPS) and X-Forwarded-For (HTTP)
      * name the client's address; from anyone else both are ignored
      */

@@ -17,6 +17,7 @@ import { InstanceSampler } from './net/api/instances.js';
 import { createTcpServer } from './net/tcp.js';
 import { Door } from './net/door.js';
 import { TlsConfigError, TlsFiles } from './net/tls.js';
+import { setStsPolicy } from './core/caps.js';
 import { createHttpsListener } from './net/http.js';
 import { sealedBroker } from './core/bus.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
@@ -277,12 +278,16 @@ export class ParleyServer {
     }
     this.tcpPort = (this.tcp.address() as AddressInfo).port;
     this.wsPort = (this.http.server.address() as AddressInfo).port;
+    // IRCv3 STS: plain IRC clients are sent to the TLS port (the front door's, when it says so).
+    if (this.tlsPort && o.sts) setStsPolicy(this.node, { port: o.stsPort ?? this.tlsPort, duration: o.stsDuration });
 
     await this.state.addInstance(this.id);
     // The record carries the instance's own counters (the dashboard reads every instance's there).
     const sampler = new InstanceSampler({ stats: this.node.stats, persistLatency: this.metrics.persistLatency, fanoutLatency: this.metrics.fanoutLatency });
     await this.registry.register({
       id: this.id, serverName: o.serverName, host: o.advertiseHost ?? o.host, tcpPort: this.tcpPort, wsPort: this.wsPort,
+      // The front door's TLS backends route to these (pass-through: the keys stay here).
+      ...(this.tlsPort ? { tlsPort: this.tlsPort } : {}), ...(this.httpsPort ? { httpsPort: this.httpsPort } : {}),
       pid: process.pid, startedAt: Date.now(), connections: 0, state: 'ready', stats: await sampler.sample(),
     });
     await this.registry.watch();

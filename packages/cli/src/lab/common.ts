@@ -192,8 +192,11 @@ export async function waitConverged(lab: Lab, client: Etcd3, plan: HostPlan, min
           const notUp = wantIds.filter((id) => {
             const m = members.find((x) => x.id === id && x.state === 'ready');
             const r = reg.find((x) => x.id === id);
-            if (!m || !r || m.tcpPort !== r.tcpPort) return true;
-            return !['irc', 'web'].every((px) => rows.find((row) => row.proxy === px && row.server === m.slot)?.status.startsWith('UP'));
+            if (!m || !r || m.tcpPort !== r.tcpPort || m.tlsPort !== r.tlsPort) return true;
+            // With TLS planned, an instance is in rotation once its TLS backends are UP too.
+            if (plan.tls && plan.frontDoor && (plan.frontDoor.tlsIrcPort !== undefined || plan.frontDoor.httpsPort !== undefined) && r.tlsPort === undefined) return true;
+            const proxies = ['irc', 'web', ...(plan.tls && plan.frontDoor?.tlsIrcPort !== undefined ? ['irc-tls'] : []), ...(plan.tls && plan.frontDoor?.httpsPort !== undefined ? ['web-tls'] : [])];
+            return !proxies.every((px) => rows.find((row) => row.proxy === px && row.server === m.slot)?.status.startsWith('UP'));
           });
           if (notUp.length) return `the front door to put ${notUp.join(', ')} in rotation`;
           const stale = members.filter((m) => m.state === 'ready' && !wantIds.includes(m.id));

@@ -40,6 +40,10 @@ export function register(program: Command): void {
     .option('--irc-port <port>', 'front door: IRC over TCP, 0 = any free (default 6667, or as before)', intArg('--irc-port'))
     .option('--http-port <port>', 'front door: HTTP API and IRC over WebSocket, 0 = any free (default 8080, or as before)', intArg('--http-port'))
     .option('--bind <addr>', 'address the front door listens on (default 127.0.0.1, or as before)')
+    .option('--tls', "TLS: a local CA and certificates in the state dir, IRC over TLS and HTTPS/WSS on every instance and at the front door (passed through), sts (kept by later ups)")
+    .option('--no-tls', 'turn TLS off again')
+    .option('--tls-irc-port <port>', 'front door: IRC over TLS, 0 = any free (default 6697, or as before)', intArg('--tls-irc-port'))
+    .option('--https-port <port>', 'front door: HTTPS and WSS, 0 = any free (default 8443, or as before)', intArg('--https-port'))
     .option('--timeout <s>', 'how long to wait until everything is ready', intArg('--timeout'), 120)
     .action((o: UpOptions) => run(() => runUp(o)));
 

@@ -164,7 +164,7 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
       case 'haproxy': {
         const info = await haproxyInfo(st.frontDoor?.socket ?? '', 1_000);
         const members = st.frontDoor?.members.filter((m) => m.state === 'ready') ?? [];
-        const up = members.filter((m) => ['irc', 'web'].every((px) => hap?.find((r) => r.proxy === px && r.server === m.slot)?.status.startsWith('UP'))).length;
+        const up = members.filter((m) => frontDoorProxies(st.frontDoor, m).every((px) => hap?.find((r) => r.proxy === px && r.server === m.slot)?.status.startsWith('UP'))).length;
         row.connections = Number(info.get('CurrConns') ?? 0);
         row.healthy = info.get('Pid') === String(p.pid) && up === members.length && members.length > 0;
         row.health = `${up}/${members.length} up`;
@@ -181,7 +181,7 @@ async function probe(p: ProcessStatus, st: AgentStatus, reg: InstanceView[], hap
         msgs = stats?.messagesIn ?? null;
         row.connections = stats?.connections ?? null;
         const m = st.frontDoor?.members.find((x) => x.id === p.name);
-        const slot = m ? hap?.filter((r) => r.server === m.slot && (r.proxy === 'irc' || r.proxy === 'web')) : undefined;
+        const slot = m ? hap?.filter((r) => r.server === m.slot && frontDoorProxies(st.frontDoor, m).includes(r.proxy)) : undefined;
         row.frontDoor = !st.frontDoor ? 'none' : !m ? 'not in rotation' : slot?.every((r) => r.status.startsWith('UP')) ? `UP (${m.slot})` : `${slot?.[0]?.status ?? '?'} (${m.slot})`;
         const registered = rec?.pid === p.pid && rec.state === 'ready';
         row.healthy = res.status === 200 && registered && (!st.frontDoor || row.frontDoor.startsWith('UP'));
@@ -235,7 +235,7 @@ function portText(p: ProcessStatus): string {
   const e = Object.entries(p.ports);
   if (e.length === 0) return '-';
   if (p.kind === 'server') return `${p.ports.tcp ?? '?'}/${p.ports.ws ?? '?'}`;
-  if (p.kind === 'haproxy') return `${p.ports.irc}/${p.ports.http}`;
+  if (p.kind === 'haproxy') return [p.ports.irc, p.ports.http, p.ports.tlsIrc, p.ports.https].filter((x) => x !== undefined).join('/');
   if (p.kind === 'etcd') return String(p.ports.client);
   return String(e[0]![1]);
 }
@@ -268,7 +268,7 @@ export async function runStatus(o: { stateDir: string; json?: boolean; all?: boo
   }
   const fd = r.frontDoor;
   const up = Math.round((Date.now() - r.agent.startedAt) / 1000);
-  process.stdout.write(`Parley in ${r.stateDir}: agent pid ${r.agent.pid}, up ${up < 120 ? `${up}s` : `${Math.round(up / 60)}m`}${fd ? `; front door irc ${fd.irc}, http ${fd.http}` : ''}\n\n`);
+  process.stdout.write(`Parley in ${r.stateDir}: agent pid ${r.agent.pid}, up ${up < 120 ? `${up}s` : `${Math.round(up / 60)}m`}${fd ? `; front door irc ${fd.irc}, http ${fd.http}${fd.tlsIrc ? `, irc+tls ${fd.tlsIrc}` : ''}${fd.https ? `, https ${fd.https}` : ''}` : ''}\n\n`);
   const head = ['KIND', 'ID', 'PORT', 'PID', 'STATE', 'HEALTH', 'RESTARTS', 'CONNS', 'MSGS/S', 'LAST EXIT'];
   const shards = r.rows.filter((x) => x.kind === 'shard');
   const summarise = !o.all && shards.length > SHARD_SUMMARY_OVER;
@@ -287,4 +287,9 @@ export async function runStatus(o: { stateDir: string; json?: boolean; all?: boo
     process.stdout.write(`\nnot healthy: ${listed}${bad.length > 50 ? `, and ${bad.length - 50} more (parley status --json)` : ''}\n`);
   }
   return r.healthy ? 0 : 2;
+}
+
+/** The front door's backends an instance must be UP in: the TLS ones too when the front door has them and the instance serves TLS. */
+export function frontDoorProxies(fd: AgentStatus['frontDoor'], m: { tlsPort?: number; httpsPort?: number }): string[] {
+  return ['irc', 'web', ...(fd?.tlsIrc && m.tlsPort !== undefined ? ['irc-tls'] : []), ...(fd?.https && m.httpsPort !== undefined ? ['web-tls'] : [])];
 }

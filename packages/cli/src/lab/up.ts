@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { etcdKeys } from '@parley/contracts';
 import {
+  certificatePaths,
   defaultHostName,
   ensureSecrets,
   LAB_USERS,
@@ -56,10 +57,16 @@ export interface UpOptions {
   ircPort?: number;
   httpPort?: number;
   bind?: string;
+  /** true: TLS (lab CA, instances' TLS ports, the front door's TLS frontends); false: off; undefined: as the plan has it */
+  tls?: boolean;
+  /** front door: IRC over TLS (with TLS) */
+  tlsIrcPort?: number;
+  /** front door: HTTPS and WSS (with TLS) */
+  httpsPort?: number;
   timeout: number;
 }
 
-export const UP_DEFAULTS = { instances: 2, shards: 4, ircPort: 6667, httpPort: 8080, bind: '127.0.0.1' } as const;
+export const UP_DEFAULTS = { instances: 2, shards: 4, ircPort: 6667, httpPort: 8080, tlsIrcPort: 6697, httpsPort: 8443, bind: '127.0.0.1' } as const;
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -67,7 +74,8 @@ export async function runUp(o: UpOptions): Promise<void> {
   const t0 = Date.now();
   if (o.instances !== undefined) checkCount('--instances', o.instances, MAX_INSTANCES);
   if (o.shards !== undefined) checkCount('--shards', o.shards, MAX_SHARDS);
-  checkBinaries();
+  if ((o.tlsIrcPort !== undefined || o.httpsPort !== undefined) && o.tls === false) throw new LabError('--tls-irc-port and --https-port are front-door TLS ports: they do not go with --no-tls');
+  checkBinaries(o.tls === true);
   const paths = checkStateDir(o.stateDir, true);
   // The state directory is the owner's only (host file, secrets, the agent's log it opens).
   process.umask(0o077);
@@ -128,7 +136,7 @@ function checkCount(flag: string, n: number, max: number): void {
 }
 
 /** Every binary the cluster needs, before anything starts. */
-function checkBinaries(): void {
+function checkBinaries(tls: boolean): void {
   const onPath = (name: string, env: string | undefined, extra: string[] = []): boolean => {
     const dirs = [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), ...extra];
     const candidates = env ? [env] : dirs.map((d) => path.join(d, name));
@@ -150,6 +158,7 @@ function checkBinaries(): void {
   } catch {
     missing.push('PostgreSQL server binaries (postgresql)');
   }
+  if (tls && !onPath('openssl', undefined)) missing.push('openssl (openssl), which makes the lab\'s certificates');
   if (missing.length) throw new LabError(`missing: ${missing.join(', ')}; install them (./parley runs scripts/setup, which does) and try again`);
 }
 
@@ -218,12 +227,19 @@ async function prepareHostFile(p: StatePaths): Promise<HostFile> {
 async function checkFrontDoorPorts(o: UpOptions, fresh: boolean): Promise<void> {
   const irc = o.ircPort ?? (fresh ? UP_DEFAULTS.ircPort : undefined);
   const http = o.httpPort ?? (fresh ? UP_DEFAULTS.httpPort : undefined);
-  for (const [port, what, flag] of [[irc, 'IRC', '--irc-port'], [http, 'HTTP/WebSocket', '--http-port']] as const) {
+  const tlsIrc = o.tlsIrcPort ?? (fresh && o.tls ? UP_DEFAULTS.tlsIrcPort : undefined);
+  const https = o.httpsPort ?? (fresh && o.tls ? UP_DEFAULTS.httpsPort : undefined);
+  const wanted = [[irc, 'IRC', '--irc-port'], [http, 'HTTP/WebSocket', '--http-port'], [tlsIrc, 'IRC over TLS', '--tls-irc-port'], [https, 'HTTPS/WSS', '--https-port']] as const;
+  for (const [port, what, flag] of wanted) {
     if (port !== undefined && port !== 0 && !(await portFree(port, o.bind ?? UP_DEFAULTS.bind))) {
       throw new LabError(`port ${port} (${what} front door) is in use by another program; stop it or choose another port with ${flag}`);
     }
   }
-  if (irc !== undefined && irc !== 0 && irc === http) throw new LabError('--irc-port and --http-port must differ');
+  const named = wanted.filter(([port]) => port !== undefined && port !== 0);
+  for (const [i, [port, , flag]] of named.entries()) {
+    const other = named.slice(i + 1).find(([p]) => p === port);
+    if (other) throw new LabError(`${flag} and ${other[2]} must differ`);
+  }
 }
 
 export function portFree(port: number, host = '127.0.0.1'): Promise<boolean> {
@@ -294,7 +310,7 @@ async function waitEtcd(lab: Lab): Promise<Etcd3> {
 }
 
 /** The lab plan: Redis, shards 0..N-1, instances i1..iM (kept by id), the front door. */
-export function shapePlan(p: HostPlan, o: Pick<UpOptions, 'instances' | 'shards' | 'ircPort' | 'httpPort' | 'bind'>): HostPlan {
+export function shapePlan(p: HostPlan, o: Pick<UpOptions, 'instances' | 'shards' | 'ircPort' | 'httpPort' | 'bind' | 'tls' | 'tlsIrcPort' | 'httpsPort'>): HostPlan {
   const fresh = p.instances.length === 0 && p.shards.length === 0;
   const shards = o.shards ?? (fresh ? UP_DEFAULTS.shards : p.shards.length);
   const instances = o.instances ?? (fresh || p.instances.length === 0 ? UP_DEFAULTS.instances : p.instances.length);
@@ -305,6 +321,17 @@ export function shapePlan(p: HostPlan, o: Pick<UpOptions, 'instances' | 'shards'
   p.instances = resizeInstances(p, instances);
   const fd = p.frontDoor ?? { slots: MAX_INSTANCES, generation: 0, bind: UP_DEFAULTS.bind, ircPort: UP_DEFAULTS.ircPort, httpPort: UP_DEFAULTS.httpPort };
   p.frontDoor = { ...fd, bind: o.bind ?? fd.bind, ircPort: o.ircPort ?? fd.ircPort, httpPort: o.httpPort ?? fd.httpPort };
+  // TLS: on with --tls (kept by a later `up` without the flag), off with --no-tls.
+  if (o.tls === true) p.tls ??= { stsDurationSeconds: 3600, generation: 0 };
+  if (o.tls === false) p.tls = null;
+  if (!p.tls && (o.tlsIrcPort !== undefined || o.httpsPort !== undefined)) throw new LabError('--tls-irc-port and --https-port need --tls (the lab runs without TLS)');
+  if (p.tls) {
+    p.frontDoor.tlsIrcPort = o.tlsIrcPort ?? p.frontDoor.tlsIrcPort ?? UP_DEFAULTS.tlsIrcPort;
+    p.frontDoor.httpsPort = o.httpsPort ?? p.frontDoor.httpsPort ?? UP_DEFAULTS.httpsPort;
+  } else {
+    delete p.frontDoor.tlsIrcPort;
+    delete p.frontDoor.httpsPort;
+  }
   return p;
 }
 
@@ -326,7 +353,7 @@ export function resizeInstances(p: HostPlan, count: number): HostPlan['instances
 }
 
 /** Whether the instances serve a browser client at `/` (an HTML page), through the front door. */
-function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: string; http: string } | null, ms: number): void {
+function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: string; http: string; tlsIrc?: string; https?: string } | null, ms: number): void {
   const etcd = host.etcd.managed ? `http://127.0.0.1:${host.etcd.clientPort}` : host.etcd.endpoints.join(',');
   const irc = fd?.irc ?? '-';
   const http = fd?.http ?? '-';
@@ -339,10 +366,21 @@ function printUp(p: StatePaths, host: HostFile, plan: HostPlan, fd: { irc: strin
   say(`  IRC (TCP):          irc://${irc}      e.g. irssi -c ${ircHost} -p ${ircPort}`);
   say(`  IRC over WebSocket: ws://${http}/      (subprotocol text.ircv3.net)`);
   say(`  HTTP API:           http://${http}/api/stats   /api/rooms   /metrics   /healthz`);
+  if (plan.tls) printTls(p, fd);
   say(`  etcd:               ${etcd}`);
   say(`  state and logs:     ${p.root}`);
   say(`  credentials:        ${p.secrets}/ (mode 0600; etcd, Redis and PostgreSQL refuse connections without them)`);
   say(`Next: parley status${sd} | parley logs -f${sd} | parley scale server=<K>${sd} | parley down${sd}`);
+}
+
+/** The TLS addresses and how to trust the lab's CA (its key stays in the state directory). */
+function printTls(p: StatePaths, fd: { tlsIrc?: string; https?: string } | null): void {
+  const ca = certificatePaths(p.tlsDir).ca;
+  const [host, port] = splitHostPort(fd?.tlsIrc ?? '-');
+  say(`  IRC over TLS:       ircs://${fd?.tlsIrc ?? '-'}     e.g. irssi -c ${host} -p ${port} -tls -tls_cafile ${ca}`);
+  say(`  HTTPS and WSS:      https://${fd?.https ?? '-'}/    wss://${fd?.https ?? '-'}/    e.g. curl --cacert ${ca} https://${fd?.https ?? '-'}/healthz`);
+  say(`  TLS:                passed through to the instances (their keys stay there); plain IRC clients are told to move (sts)`);
+  say(`  trust the lab's CA: ${ca}  (browsers: import it as an authority; its key never leaves ${p.tlsDir})`);
 }
 
 function splitHostPort(s: string): [string, string] {
