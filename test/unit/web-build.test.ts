@@ -8,7 +8,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Esbuild from 'esbuild';
 import { WEB_ROOT, buildWeb, sizeReport } from '../../packages/web/src/index.js';
-import { execute, parseInput, type CommandHost, type Where } from '../../packages/web/app/commands.js';
+import { execute, isSecret, parseInput, type CommandHost, type Where } from '../../packages/web/app/commands.js';
+import { authFailure, isService, masked } from '../../packages/web/app/account.js';
+import { parseLine } from '../../packages/protocol/src/index.js';
 import { complete } from '../../packages/web/app/complete.js';
 import { ctcpAction, linkify, mentions, retryAfterMs, splitMessage, stripFormatting, textBudget } from '../../packages/web/app/text.js';
 import { Model, heat, type Tick } from '../../packages/web/app/dashboard-model.js';
@@ -205,6 +207,7 @@ describe('chat client logic', () => {
       raw: (l) => calls.push(`raw ${l}`),
       clear: () => calls.push('clear'),
       quit: (r) => calls.push(`quit ${r}`),
+      logout: () => calls.push('logout'),
     };
     const run = (line: string): string[] => {
       calls.length = 0;
@@ -224,6 +227,9 @@ describe('chat client logic', () => {
     assert.deepEqual(run('/away'), ['send AWAY []']);
     assert.deepEqual(run('/quote PRIVMSG #x :raw'), ['raw PRIVMSG #x :raw']);
     assert.deepEqual(run('/part bye now'), ['part #a bye now']);
+    assert.deepEqual(run('/logout'), ['logout']);
+    assert.deepEqual(run('/ns identify hunter22'), ['say NickServ identify hunter22']);
+    assert.deepEqual(run('/nickserv help'), ['say NickServ help']);
     const unknown = run('/frob x');
     assert.equal(unknown.length, 1);
     assert.match(unknown[0] ?? '', /^error Unknown command \/frob/);
@@ -234,6 +240,28 @@ describe('chat client logic', () => {
     where = { kind: 'server', name: '*' };
     assert.match(run('text in the server buffer')[0] ?? '', /^error/);
     assert.ok(run('/help').length > 15);
+  });
+
+  it('keeps lines that may carry a password out of the input history, and hides them when shown', () => {
+    const chan: Where = { kind: 'channel', name: '#a' };
+    for (const line of ['/msg NickServ IDENTIFY pw', '/m nickserv register pw', '/query NickServ identify pw', '/ns identify pw', '/NICKSERV ghost me', '/quote PASS pw', '/raw oper me pw', '/quote PRIVMSG NickServ :IDENTIFY pw', '/quote AUTHENTICATE abc', '/mgs NickServ IDENTIFY pw']) {
+      assert.equal(isSecret(line, chan), true, line);
+    }
+    for (const line of ['/msg bob hi', 'hello NickServ', '/quote PRIVMSG bob :x', 'identify pw']) assert.equal(isSecret(line, chan), false, line);
+    assert.equal(isSecret('IDENTIFY pw', { kind: 'dm', name: 'NickServ' }), true);
+    assert.equal(isSecret('hi', { kind: 'dm', name: 'bob' }), false);
+    assert.equal(masked('IDENTIFY alice hunter22'), 'IDENTIFY ••••••');
+    assert.equal(masked('  HELP '), 'HELP');
+    assert.ok(isService('NICKSERV') && isService('ChanServ') && !isService('bob'));
+  });
+
+  it('says why a log-in or registration was refused', () => {
+    assert.match(authFailure(parseLine(':s 904 alice :SASL authentication failed'), ''), /Wrong account name or password/);
+    assert.match(authFailure(parseLine(':s FAIL REGISTER ACCOUNT_EXISTS alice :Account already exists'), ''), /exists already/);
+    assert.match(authFailure(parseLine(':s FAIL REGISTER WEAK_PASSWORD alice :too short'), ''), /too short/);
+    assert.match(authFailure(parseLine(':s FAIL REGISTER BAD_ACCOUNT_NAME NickServ :reserved'), ''), /cannot be an account name: reserved/);
+    assert.match(authFailure(parseLine(':s FAIL REGISTER TEMPORARILY_UNAVAILABLE a :down'), ''), /try again/);
+    assert.equal(authFailure(undefined, 'cannot log in: the server offers no SASL PLAIN'), 'cannot log in: the server offers no SASL PLAIN');
   });
 
   it('completes nicks, channels and commands, and cycles on repeated Tab', () => {

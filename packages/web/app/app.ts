@@ -2,11 +2,13 @@
 // project's own IrcClient and codec (@parley/client/browser, @parley/protocol), bundled by
 // esbuild. The parts: state.ts (buffers, session), connection.ts (reconnect, labels, own
 // messages), irc.ts (incoming lines), history.ts (CHATHISTORY), commands.ts (slash commands),
-// render.ts (the DOM, text only), ui.ts (keyboard, panels), stats.ts (the live total).
-// This file wires them together.
+// render.ts (the DOM, text only), ui.ts (keyboard, panels), stats.ts (the live total), account.ts
+// (log-in, registration, the password kept for reconnects). This file wires them together.
 
 import type { IrcMessage } from '@parley/protocol';
-import { execute, type CommandHost } from './commands.js';
+import { authFailure, isService, masked } from './account.js';
+import { forgetCredentials, restoreCredentials, useCredentials } from './credentials.js';
+import { execute, isSecret, type CommandHost } from './commands.js';
 import { pieces, reconnectNow, send, sendRaw, start, stop, transmit, type ConnectionEvents } from './connection.js';
 import { fill, older, targets } from './history.js';
 import { handle } from './irc.js';
@@ -17,7 +19,22 @@ import { bindKeys, showChat } from './ui.js';
 
 onChange(schedule);
 
+/**
+ * A line to NickServ or ChanServ: the server neither stores nor echoes it, so it is not a pending
+ * message; it is shown as a note, and to NickServ (passwords) with all but its command hidden.
+ */
+function tellService(target: string, text: string): void {
+  const b = find(target) ?? current();
+  try {
+    if (send('PRIVMSG', [target, text], { kind: 'command', buffer: b }) === false) return note(b, 'error', `Not connected: nothing was sent to ${target}`);
+  } catch (err) {
+    return note(b, 'error', (err as Error).message);
+  }
+  note(b, 'info', `→ ${target}: ${target.toLowerCase() === 'nickserv' ? masked(text) : text}`);
+}
+
 function say(target: string, text: string, isAction = false): void {
+  if (isService(target) && !isAction) return tellService(target, text);
   const b = buffer(target);
   for (const piece of pieces(target, text, isAction)) {
     const it = insert(b, {
@@ -39,6 +56,14 @@ function joinChannels(names: string[]): void {
   const first = buffer(names[0] as string, 'channel');
   select(first.key);
   if (state.registered) send('JOIN', [names.join(',')]);
+}
+
+/** Shows a channel's or a nick's buffer; a DM opened for the first time loads its latest page. */
+function open(name: string): void {
+  const fresh = find(name) === undefined;
+  const b = buffer(name);
+  select(b.key);
+  if (fresh && b.kind === 'dm' && state.registered) fill(b);
 }
 
 function close(b: Buffer): void {
@@ -71,7 +96,7 @@ const host: CommandHost = {
     const b = find(name);
     if (b) close(b);
   },
-  query: (name) => select(buffer(name).key),
+  query: (name) => open(name),
   send: (command, params) => {
     try {
       if (send(command, params, { kind: 'command', buffer: current() }) === false) note(current(), 'error', `Not connected: /${command.toLowerCase()} was not sent`);
@@ -89,18 +114,24 @@ const host: CommandHost = {
     b.historyDone = false;
     changed();
   },
-  quit: (reason) => {
-    stop(reason || 'Leaving');
-    forget();
-    location.reload();
-  },
+  quit: (reason) => leave(reason || 'Leaving'),
+  logout: () => leave('Logged out'),
 };
+
+/** Disconnects and forgets the session and any password: the page starts again at the login form. */
+function leave(reason: string): void {
+  stop(reason);
+  forget();
+  forgetCredentials();
+  location.reload();
+}
 
 const events: ConnectionEvents = {
   message: (m: IrcMessage) => handle(m),
   registered: () => {
     showChat(true);
     $('login-error').textContent = '';
+    $('password-error').textContent = '';
     const channels = [...state.buffers.values()].filter((b) => b.kind === 'channel' && !b.kicked).map((b) => b.name);
     // Channels refill after their JOIN (irc.ts); DMs need no JOIN.
     if (channels.length) send('JOIN', [channels.join(',')]);
@@ -109,16 +140,20 @@ const events: ConnectionEvents = {
     if (state.current === serverBuffer().key && channels[0]) select(buffer(channels[0]).key);
     changed();
   },
-  refused: (reply, retrying) => {
-    const p = reply.params;
-    const why = (p.length > 2 && p[1] ? `${p[1]}: ` : '') + (p[p.length - 1] ?? '');
+  refused: (reply, message, retrying, auth) => {
+    const p = reply?.params ?? [];
+    const why = auth ? authFailure(reply, message) : (p.length > 2 && p[1] ? `${p[1]}: ` : '') + (p[p.length - 1] ?? '');
     if (retrying) return note(serverBuffer(), 'error', `${why} (retrying)`);
     if (!$('chat').hidden && state.buffers.size > 1) {
-      note(current(), 'error', `Could not reconnect: ${why}. Reload to try again, or /quit to pick another nick.`);
+      // A password refused now will be refused again: a reload asks for it.
+      if (auth) forgetCredentials();
+      note(current(), 'error', `Could not reconnect: ${why.replace(/\.?$/, '.')} Reload to try again, or /quit to pick another nick.`);
       return;
     }
     forget();
-    $('login-error').textContent = why;
+    forgetCredentials();
+    // A refused password is said next to the password field; anything else under the form.
+    $(auth ? 'password-error' : 'login-error').textContent = why;
     showChat(false);
   },
   closed: () => {
@@ -143,7 +178,7 @@ setActions({
     changed();
   },
   query: (nick) => {
-    select(buffer(nick, 'dm').key);
+    open(nick);
     document.body.classList.remove('show-members');
   },
 });
@@ -155,11 +190,30 @@ function begin(restored: boolean): void {
   startTotal();
 }
 
+const passwordInput = $<HTMLInputElement>('password');
+/** The main button says what it will do: connect as a guest, or log in. */
+const loginLabel = (): void => {
+  $('connect').textContent = passwordInput.value === '' ? 'Connect' : 'Log in';
+};
+passwordInput.addEventListener('input', loginLabel);
+
 $<HTMLFormElement>('login').onsubmit = (ev) => {
   ev.preventDefault();
   const nick = $<HTMLInputElement>('nick').value.trim();
   const ch = $<HTMLInputElement>('channel').value.trim();
+  const password = passwordInput.value;
+  const register = (ev.submitter as HTMLButtonElement | null)?.id === 'register';
   $('login-error').textContent = '';
+  $('password-error').textContent = '';
+  if (register && password === '') {
+    $('password-error').textContent = 'Choose a password to register your nick as an account.';
+    passwordInput.focus();
+    return;
+  }
+  // The account is the nick; the password stays in memory until the server accepts it.
+  useCredentials(password === '' ? null : { mode: register ? 'register' : 'login', account: nick, password });
+  passwordInput.value = '';
+  loginLabel();
   state.nick = nick;
   for (const b of [...state.buffers.values()]) if (b.kind !== 'server') state.buffers.delete(b.key);
   if (ch) {
@@ -183,7 +237,8 @@ $('messages').addEventListener('scroll', () => {
   if (box.scrollTop < 60) older(current());
 });
 
-bindKeys({ run: (line) => execute(host, line), scrolledToTop: () => older(current()) });
+bindKeys({ run: (line) => execute(host, line), keep: (line) => !isSecret(line, host.where()), scrolledToTop: () => older(current()) });
+$('logout').onclick = () => leave('Logged out');
 
 addEventListener('online', reconnectNow);
 // A page that goes away says goodbye, so that its nick is free at once for the reloaded page.
@@ -204,7 +259,14 @@ document.addEventListener('visibilitychange', () => {
 });
 
 const saved = load();
-if (saved) {
+if (saved && saved.account !== '' && restoreCredentials() === null) {
+  // An account's session in a new tab or after the browser was closed: its password is gone.
+  $<HTMLInputElement>('nick').value = saved.account;
+  $<HTMLInputElement>('channel').value = saved.channels.join(',');
+  $('password-error').textContent = `Type the password of ${saved.account} to log in again (it is kept only while this tab is open).`;
+  showChat(false);
+  passwordInput.focus();
+} else if (saved) {
   state.nick = saved.nick;
   state.notify = saved.notify;
   for (const [k, t] of saved.closedDms) state.closedDms.set(k, t);

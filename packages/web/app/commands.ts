@@ -38,6 +38,8 @@ export interface CommandHost {
   raw(line: string): void;
   clear(): void;
   quit(reason: string): void;
+  /** Leaves and forgets the session and the password kept for reconnects. */
+  logout(): void;
 }
 
 interface Command {
@@ -194,6 +196,12 @@ export const COMMANDS: Record<string, Command> = {
     help: 'send a raw line to the server',
     run: (h, _args, rest) => (rest(0) === '' ? h.print('Usage: /quote COMMAND params', true) : h.raw(rest(0))),
   },
+  ns: {
+    usage: '/ns <command>',
+    help: 'talk to NickServ (HELP, INFO, GHOST, IDENTIFY …); what follows the command word is not shown',
+    run: (h, _args, rest) => (rest(0) === '' ? h.print('Usage: /ns help', true) : h.say('NickServ', rest(0))),
+  },
+  logout: { usage: '/logout', help: 'log out of your account: disconnect and forget the password and this session', run: (h) => h.logout() },
   clear: { usage: '/clear', help: 'clear this buffer (history stays on the server)', run: (h) => h.clear() },
   quit: { usage: '/quit [reason]', help: 'disconnect and forget this session', run: (h, _a, rest) => h.quit(rest(0)) },
   help: {
@@ -213,7 +221,24 @@ export const COMMANDS: Record<string, Command> = {
 };
 
 /** Short names IRC users type. */
-export const ALIASES: Record<string, string> = { j: 'join', leave: 'part', raw: 'quote', q: 'query', w: 'whois', m: 'msg', wc: 'close' };
+export const ALIASES: Record<string, string> = { j: 'join', leave: 'part', raw: 'quote', q: 'query', w: 'whois', m: 'msg', wc: 'close', nickserv: 'ns' };
+
+/** Raw commands that carry a password. */
+const SECRET_RAW = /^\s*(PASS|OPER|AUTHENTICATE|REGISTER)\b/i;
+
+/**
+ * A line that may carry a password: anything to NickServ (typed in its buffer, or a command that
+ * names it: /msg, /query, /ns, /quote PRIVMSG …) and raw PASS, OPER, AUTHENTICATE, REGISTER.
+ * The input history does not keep it.
+ */
+export function isSecret(line: string, where: Where): boolean {
+  const input = parseInput(line);
+  if (input.kind === 'text') return where.kind === 'dm' && where.name.toLowerCase() === 'nickserv';
+  if (input.kind === 'empty') return false;
+  const name = ALIASES[input.name] ?? input.name;
+  // Any command naming NickServ, mistyped ones included (they are not sent, but were typed).
+  return name === 'ns' || /\bnickserv\b/i.test(input.args) || (name === 'quote' && SECRET_RAW.test(input.args));
+}
 
 export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
 

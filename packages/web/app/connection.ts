@@ -3,10 +3,12 @@
 // Every command whose replies matter carries a `label` (labeled-response): the label says which
 // request, buffer or own message a reply belongs to. Own messages wait in their buffer: queued
 // while offline (sent on reconnect, failed after QUEUE_MS), pending until the echo (failed after
-// ECHO_MS), failed with the server's reason (retry puts them back).
+// ECHO_MS), failed with the server's reason (retry puts them back). With credentials
+// (account.ts), every connection logs in (SASL PLAIN) or registers the account before CAP END.
 
 import type { IrcMessage } from '@parley/protocol';
-import { BrowserWebSocketTransport, IrcClient, IrcClientError, type WelcomeInfo } from '@parley/client/browser';
+import { BrowserWebSocketTransport, DEFAULT_CLIENT_CAPS, IrcClient, IrcClientError, type WelcomeInfo } from '@parley/client/browser';
+import { accepted, credentials } from './credentials.js';
 import { changed, state, touch, type Buffer, type Item } from './state.js';
 import { guessSource, splitMessage, textBudget, action as ctcp } from './text.js';
 
@@ -15,9 +17,14 @@ export type LabelCtx =
   | { kind: 'message'; buffer: Buffer; item: Item }
   | { kind: 'command'; buffer: Buffer }
   | { kind: 'history'; buffer: Buffer; sub: 'LATEST' | 'BEFORE' | 'AFTER'; limit: number; count: number; ownTexts: string[] }
-  | { kind: 'targets'; found: Array<{ name: string; time: string }> };
+  | { kind: 'targets'; found: Array<{ name: string; time: string }> }
+  /** A WHOX query for the accounts of a channel's members: its replies are not shown. */
+  | { kind: 'accounts' };
 
 export const labels = new Map<string, LabelCtx>();
+
+/** The caps this client follows; userhost-in-names would change NAMES into nick!user@host. */
+const CAPS = DEFAULT_CLIENT_CAPS.filter((c) => c !== 'userhost-in-names');
 
 export const QUEUE_MS = 60_000;
 export const ECHO_MS = 30_000;
@@ -32,8 +39,11 @@ let stopped = true;
 export interface ConnectionEvents {
   message(m: IrcMessage): void;
   registered(w: WelcomeInfo, first: boolean): void;
-  /** Registration refused by a numeric (nick in use …); `retrying` while reconnecting. */
-  refused(reply: IrcMessage, retrying: boolean): void;
+  /**
+   * Registration refused (a numeric such as nick in use, a failed log-in or account registration,
+   * or no SASL on the server: `reply` undefined); `retrying` while reconnecting.
+   */
+  refused(reply: IrcMessage | undefined, why: string, retrying: boolean, auth: boolean): void;
   closed(): void;
 }
 
@@ -74,7 +84,15 @@ export function stop(reason: string): void {
 function connect(): void {
   clearTimeout(retryTimer);
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
-  const c = new IrcClient({ transport: new BrowserWebSocketTransport(url), nick: state.nick, realname: 'Parley web', keepHistory: false });
+  const auth = credentials();
+  const c = new IrcClient({
+    transport: new BrowserWebSocketTransport(url),
+    nick: state.nick,
+    realname: 'Parley web',
+    keepHistory: false,
+    caps: CAPS,
+    ...(auth !== null ? { auth } : {}),
+  });
   client = c;
   state.registered = false;
   setStatus(everRegistered ? 'reconnecting' : 'connecting', false);
@@ -101,6 +119,8 @@ function connect(): void {
       refusals = 0;
       backoff = 1000;
       state.registered = true;
+      state.account = welcome.account;
+      if (welcome.account !== null) accepted();
       state.nick = welcome.nick;
       state.source = '';
       state.isupport = new Map(welcome.isupport);
@@ -112,10 +132,13 @@ function connect(): void {
     (err: unknown) => {
       if (client !== c) return;
       const reply = err instanceof IrcClientError ? err.reply : undefined;
-      if (reply === undefined || !/^\d{3}$/.test(reply.command)) return; // a lost connection: 'close' retries
+      const why = err instanceof Error ? err.message : String(err);
+      // Refused log-ins and registrations, and a server without SASL, are the client's errors.
+      const authRefused = auth !== null && (reply?.command === 'FAIL' || /^90[4-6]$/.test(reply?.command ?? '') || /^cannot (log in|register)/.test(why));
+      if (!authRefused && (reply === undefined || !/^\d{3}$/.test(reply.command))) return; // a lost connection: 'close' retries
       // Reconnecting after a cut, the server may not have seen our old connection close yet.
-      const retrying = (everRegistered || retryNick) && reply.command === '433' && ++refusals <= 5;
-      events?.refused(reply, retrying);
+      const retrying = (everRegistered || retryNick) && reply?.command === '433' && ++refusals <= 5;
+      events?.refused(reply, why, retrying, authRefused);
       if (!retrying) {
         stopped = true;
         clearTimeout(retryTimer);

@@ -3,6 +3,7 @@
 // request is labelled; its batch (or ACK when empty) completes it. Duplicates are impossible by
 // construction: a msgid already in the buffer is dropped (state.ts `seen`).
 
+import { isService } from './account.js';
 import { send, type LabelCtx } from './connection.js';
 import { buffer, changed, note, oldestMsgid, removeBuffer, state, type Buffer } from './state.js';
 
@@ -23,6 +24,7 @@ function request(b: Buffer, sub: 'LATEST' | 'BEFORE' | 'AFTER', ref: string, lim
 
 /** On join or reconnect: what was missed after the last message seen, else the latest page. */
 export function fill(b: Buffer): void {
+  if (isService(b.name)) return; // nothing said to a service is stored
   if (b.lastMsgid) request(b, 'AFTER', `msgid=${b.lastMsgid}`, maxLimit());
   else request(b, 'LATEST', '*', PAGE);
 }

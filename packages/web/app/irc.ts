@@ -2,7 +2,9 @@
 // buffer, history requests); everything else by its command. Nothing here touches the DOM.
 
 import { parseMsgid, parseServerTime, type IrcMessage } from '@parley/protocol';
-import { fail, labels, type LabelCtx } from './connection.js';
+import { isService } from './account.js';
+import { forgetCredentials } from './credentials.js';
+import { fail, labels, send, type LabelCtx } from './connection.js';
 import { complete, fill, gap } from './history.js';
 import { notify } from './notify.js';
 import { buffer, changed, countUnread, current, find, insert, isChannel, keyOf, note, removeBuffer, renameBuffer, save, serverBuffer, state, type Buffer } from './state.js';
@@ -59,6 +61,10 @@ export function handle(m: IrcMessage): void {
     }
     case 'MODE':
       return mode(m, ctx);
+    case 'ACCOUNT':
+      // account-notify: someone in our channels logged in ('*': out).
+      setAccount(nickOf(m.source), p[0] === '*' ? undefined : p[0]);
+      return changed();
     case 'CHATHISTORY':
       if (ctx?.kind === 'targets' && p[0] === 'TARGETS') ctx.found.push({ name: p[1] ?? '', time: p[2] ?? '' });
       return;
@@ -85,6 +91,12 @@ function batch(m: IrcMessage, ctx: LabelCtx | null): void {
   if (b?.ctx && m.tags['batch'] === undefined && (b.ctx.kind === 'history' || b.ctx.kind === 'targets')) complete(b.ctx, null);
 }
 
+/** Who is logged in to which account; `undefined`: nobody (a guest, or logged out). */
+function setAccount(nick: string, account: string | undefined): void {
+  if (account === undefined) state.accounts.delete(keyOf(nick));
+  else state.accounts.set(keyOf(nick), account);
+}
+
 function message(m: IrcMessage, ctx: LabelCtx | null): void {
   const target = m.params[0] ?? '';
   const from = nickOf(m.source);
@@ -95,8 +107,12 @@ function message(m: IrcMessage, ctx: LabelCtx | null): void {
   if (own && m.source) state.source = m.source;
   const name = isChannel(target) ? target : own ? target : from;
   const history = ctx?.kind === 'history';
-  const b = history ? ctx.buffer : buffer(name);
-  if (b.kind === 'dm' && !own && b.name !== from) b.name = from; // the nick as its owner spells it
+  // A live message says whether its sender is logged in (account-tag).
+  if (!history && !own) setAccount(from, m.tags['account']);
+  // A service's answers go to its buffer when the user opened one, else where the user is.
+  const service = !own && isService(from);
+  const b = history ? ctx.buffer : service && !find(from) ? current() : buffer(name);
+  if (b.kind === 'dm' && !own && b.key === keyOf(from) && b.name !== from) b.name = from; // the nick as its owner spells it
   const msgid = m.tags['msgid'];
   if (own && ctx?.kind === 'message') {
     // The echo: the pending line is replaced by the stored one.
@@ -127,7 +143,7 @@ function message(m: IrcMessage, ctx: LabelCtx | null): void {
   }
   if (ctcp !== null) text = ctcp;
   text = stripFormatting(text);
-  const mention = !own && (b.kind === 'dm' || mentions(text, state.nick));
+  const mention = !own && !service && (b.kind === 'dm' || mentions(text, state.nick));
   insert(b, {
     kind: ctcp !== null ? 'action' : m.command === 'NOTICE' ? 'notice' : 'message',
     time: timeOf(m),
@@ -156,8 +172,12 @@ function join(m: IrcMessage): void {
     save();
     // History after the JOIN: a channel's history is for its members.
     fill(b);
+    // Who of them is logged in (later changes come by account-notify).
+    if (state.isupport.has('WHOX')) send('WHO', [b.name, '%tna,1'], { kind: 'accounts' });
     return changed();
   }
+  // This server's JOIN carries no account (no extended-join); a tag, when there is one, does.
+  if (m.tags['account'] !== undefined) setAccount(who, m.tags['account']);
   b.members.set(who, '');
   note(b, 'event', `${who} joined`, timeOf(m));
 }
@@ -196,6 +216,7 @@ function kick(m: IrcMessage): void {
 
 function quit(m: IrcMessage): void {
   const who = nickOf(m.source);
+  setAccount(who, undefined);
   const why = m.params[0] ? ` (${m.params[0]})` : '';
   for (const b of state.buffers.values()) {
     if (b.members.delete(who) || (b.kind === 'dm' && keyOf(b.name) === keyOf(who))) note(b, 'event', `${who} quit${why}`, timeOf(m));
@@ -206,6 +227,9 @@ function nick(m: IrcMessage): void {
   const who = nickOf(m.source);
   const to = m.params[0] ?? '';
   const me = isMe(who);
+  const account = state.accounts.get(keyOf(who));
+  setAccount(who, undefined);
+  setAccount(to, account);
   if (me) {
     state.nick = to;
     state.source = '';
@@ -279,8 +303,8 @@ function failReply(m: IrcMessage, ctx: LabelCtx | null): void {
   note(b, 'error', `${command} ${code}${context.length ? ' ' + context.join(' ') : ''}: ${desc}`);
 }
 
-/** Registration numerics and the MOTD go to the server buffer. */
-const SERVER_NUMERICS = new Set(['001', '002', '003', '004', '251', '375', '372', '376', '422']);
+/** Registration numerics, the MOTD and log-ins go to the server buffer. */
+const SERVER_NUMERICS = new Set(['001', '002', '003', '004', '251', '375', '372', '376', '422', '900', '901', '903']);
 const QUIET = new Set(['005', '366', '318', '315', '333', '329']);
 
 function numeric(m: IrcMessage, ctx: LabelCtx | null): void {
@@ -289,7 +313,22 @@ function numeric(m: IrcMessage, ctx: LabelCtx | null): void {
   if (label !== undefined) labels.delete(label);
   const out: Buffer = ctx?.kind === 'command' ? ctx.buffer : ctx?.kind === 'message' ? ctx.buffer : current();
   const asked = ctx?.kind === 'command';
+  if (ctx?.kind === 'accounts') {
+    // WHO <channel> %tna,1 → 354 <me> 1 <nick> <account|0>; the rest of the reply is not shown.
+    if (m.command === '354' && p[1] === '1' && p[2] !== undefined) setAccount(p[2], p[3] === undefined || p[3] === '0' ? undefined : p[3]);
+    return changed();
+  }
   switch (m.command) {
+    case '900':
+      state.account = p[2] ?? null;
+      save();
+      break;
+    case '901':
+      // Logged out (NickServ LOGOUT): a reconnect must not log in again.
+      state.account = null;
+      forgetCredentials();
+      save();
+      break;
     case '332': {
       const b = buffer(p[1] ?? '', 'channel');
       b.topic = stripFormatting(p[2] ?? '');

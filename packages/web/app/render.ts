@@ -4,7 +4,7 @@
 
 import { prefixes } from './irc.js';
 import { title } from './notify.js';
-import { current, ordered, state, type Buffer, type Item } from './state.js';
+import { current, keyOf, ordered, state, type Buffer, type Item } from './state.js';
 import { linkify, nickHue } from './text.js';
 
 export function $<T extends HTMLElement = HTMLElement>(id: string): T {
@@ -148,9 +148,10 @@ function members(b: Buffer): void {
   $('members').replaceChildren(
     ...list.map(([nick, prefix]) => {
       const li = el('li');
-      const btn = el('button', 'member', prefix.charAt(0) + nick);
+      const account = state.accounts.get(keyOf(nick));
+      const btn = el('button', account === undefined ? 'member' : 'member logged-in', prefix.charAt(0) + nick);
       btn.type = 'button';
-      btn.title = `Message ${nick}`;
+      btn.title = account === undefined ? `Message ${nick}` : `Message ${nick} (logged in as ${account})`;
       btn.onclick = () => actions?.query(nick);
       li.append(btn);
       return li;
@@ -167,11 +168,15 @@ export function render(): void {
   $('channels').replaceChildren(...all.filter((x) => x.kind === 'channel').map(sidebarItem));
   $('dms').replaceChildren(...all.filter((x) => x.kind === 'dm').map(sidebarItem));
   $('title').textContent = b.kind === 'server' ? state.network : b.name;
-  $('topic').textContent = b.kind === 'channel' ? b.topic : b.kind === 'dm' ? `Direct messages with ${b.name}` : 'Server messages';
+  const peer = b.kind === 'dm' ? state.accounts.get(b.key) : undefined;
+  $('topic').textContent = b.kind === 'channel' ? b.topic : b.kind === 'dm' ? `Direct messages with ${b.name}${peer === undefined ? '' : ` (logged in as ${peer})`}` : 'Server messages';
   $('topic').title = b.topic;
   document.body.classList.toggle('no-members', b.kind !== 'channel');
   messages(b);
   members(b);
+  $('account').textContent = state.account === null ? (state.registered ? 'guest' : '') : `logged in as ${state.account}`;
+  $('account').title = state.account === null ? 'Not logged in: direct messages last only as long as this connection' : '';
+  $('logout').hidden = state.account === null;
   $('status').textContent = state.status;
   $('status').classList.toggle('online', state.online);
   $('total').textContent = state.total === null ? '' : `${state.total.toLocaleString()} messages`;

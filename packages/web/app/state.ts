@@ -75,6 +75,10 @@ export const state = {
   /** ISUPPORT of the current connection. */
   isupport: new Map<string, string>(),
   registered: false,
+  /** The account this connection is logged in to (900/901), null for a guest. */
+  account: null as string | null,
+  /** Accounts of other users as last seen (account-notify, account tags, WHOX): nick key → account. */
+  accounts: new Map<string, string>(),
   current: SERVER_KEY,
   buffers: new Map<string, Buffer>(),
   /** DM key → ms when it was closed: TARGETS does not bring it back unless something newer came. */
@@ -224,6 +228,8 @@ const STORE = 'parley.session';
 
 export interface Session {
   nick: string;
+  /** The account last logged in to ('' for a guest): its password is not here (account.ts). */
+  account: string;
   channels: string[];
   dms: string[];
   current: string;
@@ -235,6 +241,7 @@ export function save(): void {
   if (state.nick === '') return;
   const s: Session = {
     nick: state.nick,
+    account: state.account ?? '',
     channels: [...state.buffers.values()].filter((b) => b.kind === 'channel' && !b.kicked).map((b) => b.name),
     dms: [...state.buffers.values()].filter((b) => b.kind === 'dm').map((b) => b.name),
     current: state.current,
@@ -263,7 +270,7 @@ export function load(): Session | null {
     if (typeof v.nick !== 'string' || v.nick === '') return null;
     const strings = (a: unknown): string[] => (Array.isArray(a) ? a.filter((x): x is string => typeof x === 'string') : []);
     const closed = Array.isArray(v.closedDms) ? v.closedDms.filter((p): p is [string, number] => Array.isArray(p) && typeof p[0] === 'string' && typeof p[1] === 'number') : [];
-    return { nick: v.nick, channels: strings(v.channels), dms: strings(v.dms), current: typeof v.current === 'string' ? v.current : SERVER_KEY, closedDms: closed, notify: v.notify === true };
+    return { nick: v.nick, account: typeof v.account === 'string' ? v.account : '', channels: strings(v.channels), dms: strings(v.dms), current: typeof v.current === 'string' ? v.current : SERVER_KEY, closedDms: closed, notify: v.notify === true };
   } catch {
     return null;
   }

@@ -18,6 +18,8 @@ export function showChat(on: boolean): void {
 
 interface Keys {
   run(line: string): void;
+  /** False for a line that must not be recalled with ↑ (it may carry a password). */
+  keep(line: string): boolean;
   scrolledToTop(): void;
 }
 
@@ -93,7 +95,7 @@ export function bindKeys(k: Keys): void {
     ev.preventDefault();
     const line = input.value;
     if (line.trim() === '') return;
-    typed.push(line);
+    if (k.keep(line)) typed.push(line);
     if (typed.length > 100) typed.shift();
     recall = -1;
     input.value = '';
