@@ -447,7 +447,8 @@ describe('the NICK/disconnect race', () => {
     for (const ch of chans) {
       const names = await wb.request(`NAMES ${ch}`);
       for (const m of names.filter((x) => x.command === '353')) {
-        for (const n of (m.params[3] ?? '').split(' ')) if (n && !/^@?w[ab]$/.test(n)) inChannels.push(`${ch}:${n}`);
+        // Entries are `[prefixes]nick[!user@host]` (multi-prefix, userhost-in-names).
+        for (const n of (m.params[3] ?? '').split(' ')) if (n && !/^[@+]*w[ab](!|$)/.test(n)) inChannels.push(`${ch}:${n}`);
       }
     }
     const ison = await wa.request(`ISON ${Array.from({ length: 20 }, (_, i) => `n${i} o${i}`).join(' ')}`);
