@@ -155,6 +155,7 @@ const events: ConnectionEvents = {
     // A refused password is said next to the password field; anything else under the form.
     $(auth ? 'password-error' : 'login-error').textContent = why;
     showChat(false);
+    if (auth) passwordInput.focus();
   },
   closed: () => {
     for (const b of state.buffers.values()) {
