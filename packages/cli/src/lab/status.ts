@@ -234,7 +234,7 @@ async function serverStats(p: ProcessStatus): Promise<{ messagesIn: number; conn
 function portText(p: ProcessStatus): string {
   const e = Object.entries(p.ports);
   if (e.length === 0) return '-';
-  if (p.kind === 'server') return `${p.ports.tcp ?? '?'}/${p.ports.ws ?? '?'}`;
+  if (p.kind === 'server') return [p.ports.tcp ?? '?', p.ports.ws ?? '?', ...(p.ports.tls !== undefined ? [p.ports.tls] : []), ...(p.ports.https !== undefined ? [p.ports.https] : [])].join('/');
   if (p.kind === 'haproxy') return [p.ports.irc, p.ports.http, p.ports.tlsIrc, p.ports.https].filter((x) => x !== undefined).join('/');
   if (p.kind === 'etcd') return String(p.ports.client);
   return String(e[0]![1]);
