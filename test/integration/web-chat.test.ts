@@ -75,11 +75,20 @@ async function newPage(viewport = { width: 1200, height: 760 }): Promise<Page> {
   return page;
 }
 
-async function login(page: Page, target: string, nick: string, channels: string): Promise<void> {
+/**
+ * Logs in from the form; with `account`, registers the nick as an account (`register`) or logs in
+ * to it (`login`) — a guest's direct messages end with its connection, an account's do not.
+ */
+async function login(page: Page, target: string, nick: string, channels: string, account?: { password: string; mode: 'register' | 'login' }): Promise<void> {
   await page.goto(target);
   await page.fill('#nick', nick);
   await page.fill('#channel', channels);
-  await page.click('#login button[type=submit]');
+  if (account) {
+    await page.fill('#password', account.password);
+    await page.click(account.mode === 'register' ? '#register' : '#connect');
+  } else {
+    await page.click('#login button[type=submit]');
+  }
   await page.waitForSelector(`#status:has-text("online as ${nick}")`);
 }
 
@@ -273,7 +282,7 @@ describe('chat client', () => {
     const watcher = await ircClient(1, 'watcher');
     await watcher.request('JOIN #r1');
     let erin = await newPage();
-    await login(erin, url(0), 'erin', '#r1,#r2');
+    await login(erin, url(0), 'erin', '#r1,#r2', { password: 'erin-secret-1', mode: 'register' });
     await erin.waitForSelector('#channels .buffer:text-is("#r2")');
     await type(erin, '/msg frank hi frank');
     await seen(frank, (m) => m.command === 'PRIVMSG' && m.params[1] === 'hi frank');
@@ -294,7 +303,7 @@ describe('chat client', () => {
     await erin.context().close();
     await gone;
     erin = await newPage();
-    await login(erin, url(1), 'erin', '#r1');
+    await login(erin, url(1), 'erin', '#r1', { password: 'erin-secret-1', mode: 'login' });
     await erin.waitForSelector('#dms .buffer:text-is("frank")');
     await sel(erin, 'frank');
     await erin.waitForSelector('#messages li:has-text("hi erin")');
