@@ -7,7 +7,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatStsValue, parseCapList, parseStsValue, SUPPORTED_CAPS } from '@parley/protocol';
-import { setStsPolicy } from '../../packages/server/src/core/caps.js';
 import type { ChatNode } from '../../packages/server/src/core/node.js';
 import type { Session, Transport } from '../../packages/server/src/core/session.js';
 import { TestCluster } from './support/core.js';
@@ -16,7 +15,7 @@ let cluster: TestCluster;
 
 before(async () => {
   cluster = await TestCluster.start(2);
-  setStsPolicy(cluster.node(0), { port: 6697, duration: 3600 });
+  cluster.node(0).sts = { port: 6697, duration: 3600 };
 });
 after(() => cluster.close());
 
@@ -78,9 +77,9 @@ describe('the sts capability', () => {
   });
 
   it('a policy can be taken away (the node then shows none)', async () => {
-    setStsPolicy(cluster.node(1), { port: 7000, duration: 0 });
+    cluster.node(1).sts = { port: 7000, duration: 0 };
     assert.equal((await ls(cluster.node(1), 'tcp', false)).get('sts'), 'port=7000,duration=0');
-    setStsPolicy(cluster.node(1), null);
+    cluster.node(1).sts = null;
     assert.equal((await ls(cluster.node(1), 'tcp', false)).has('sts'), false);
   });
 });

@@ -17,7 +17,6 @@ import { InstanceSampler } from './net/api/instances.js';
 import { createTcpServer } from './net/tcp.js';
 import { Door } from './net/door.js';
 import { TlsConfigError, TlsFiles } from './net/tls.js';
-import { setStsPolicy } from './core/caps.js';
 import { createHttpsListener } from './net/http.js';
 import { sealedBroker } from './core/bus.js';
 import { EtcdShardDirectory, ShardedStore } from './store/index.js';
@@ -279,7 +278,7 @@ export class ParleyServer {
     this.tcpPort = (this.tcp.address() as AddressInfo).port;
     this.wsPort = (this.http.server.address() as AddressInfo).port;
     // IRCv3 STS: plain IRC clients are sent to the TLS port (the front door's, when it says so).
-    if (this.tlsPort && o.sts) setStsPolicy(this.node, { port: o.stsPort ?? this.tlsPort, duration: o.stsDuration });
+    if (this.tlsPort && o.sts) this.node.sts = { port: o.stsPort ?? this.tlsPort, duration: o.stsDuration };
 
     await this.state.addInstance(this.id);
     // The record carries the instance's own counters (the dashboard reads every instance's there).

@@ -59,24 +59,12 @@ const CAP_VALUES: ReadonlyMap<string, string> = new Map([
 export const CAP_LS_302 = [...CAP_BITS.keys()].map((c) => (CAP_VALUES.has(c) ? `${c}=${CAP_VALUES.get(c) ?? ''}` : c)).join(' ');
 
 /**
- * The STS policy of each node that serves IRC over TLS, set by the server at start (none: no
- * `sts`). Held here, keyed by the node (the handlers' context), so that the node's options need
- * not know about TLS.
+ * The `sts` value this session is shown under `policy` (the node's, null when it serves no IRC
+ * over TLS), or null: only on IRC over TCP (a WebSocket client has no port to move to; browsers
+ * have HSTS), with the port on plain connections, without it on TLS.
  */
-const STS_POLICIES = new WeakMap<object, StsPolicy>();
-
-export function setStsPolicy(node: object, policy: StsPolicy | null): void {
-  if (policy === null) STS_POLICIES.delete(node);
-  else STS_POLICIES.set(node, policy);
-}
-
-/**
- * The `sts` value this session is shown, or null: only on IRC over TCP (a WebSocket client has
- * no port to move to; browsers have HSTS), with the port on plain connections, without it on TLS.
- */
-export function stsValueFor(node: object, s: Session): string | null {
-  const policy = STS_POLICIES.get(node);
-  if (policy === undefined || s.transport.kind !== 'tcp') return null;
+export function stsValueFor(policy: StsPolicy | null, s: Session): string | null {
+  if (policy === null || s.transport.kind !== 'tcp') return null;
   return formatStsValue(policy, s.transport.secure === true);
 }
 

@@ -1,4 +1,4 @@
-import type { IrcMessage } from '@parley/protocol';
+import type { IrcMessage, StsPolicy } from '@parley/protocol';
 import type { Logger } from 'pino';
 import type { AccountService } from '../accounts/service.js';
 import type { ClusterConfig } from '../config.js';
@@ -27,6 +27,8 @@ export interface CommandContext {
   readonly accounts: AccountService;
   readonly metrics: Metrics;
   readonly stats: NodeStats;
+  /** the STS policy advertised (`sts` cap), null when this instance serves no IRC over TLS */
+  readonly sts: StsPolicy | null;
   readonly log: Logger;
   /** sends a catalogued numeric to `s` through `r` */
   num(s: Session, r: Responder, spec: NumericSpec, ...params: string[]): void;

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { LineError } from '@parley/protocol';
+import type { LineError, StsPolicy } from '@parley/protocol';
 import type { Logger } from 'pino';
 import { AccountService } from '../accounts/service.js';
 import type { AccountStore } from '../accounts/store.js';
@@ -68,6 +68,8 @@ export class ChatNode implements CommandContext, BusListener {
   readonly startedAt = Date.now();
   readonly stats: NodeStats = { messagesIn: 0, deliveries: 0, stored: 0 };
   draining = false;
+  /** set by the server once it serves IRC over TLS: the `sts` capability advertised */
+  sts: StsPolicy | null = null;
   /** 'resynced': after the bus came back, every room caught up and the local users are back */
   readonly events = new EventEmitter<{ resynced: [] }>();
   private readonly dispatcher: Dispatcher;

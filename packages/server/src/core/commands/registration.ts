@@ -20,7 +20,7 @@ export const cap: Handler = (ctx, s, msg, r) => {
       if (!s.registered) s.capNegotiating = true;
       const v302 = Number(msg.params[1] ?? '0') >= 302;
       // `sts` carries its meaning in its value: only clients of 302, which see values, get it.
-      r.send(`:${ctx.serverName} CAP ${target} LS :${v302 ? capLs302(stsValueFor(ctx, s)) : CAP_LS}`);
+      r.send(`:${ctx.serverName} CAP ${target} LS :${v302 ? capLs302(stsValueFor(ctx.sts, s)) : CAP_LS}`);
       return;
     }
     case 'LIST': {
