@@ -635,7 +635,7 @@ describe('caps and numerics', () => {
     assert.deepEqual([...SUPPORTED_CAPS], [
       'message-tags', 'server-time', 'echo-message', 'batch', 'labeled-response', 'draft/chathistory',
       'sasl', 'draft/account-registration', 'account-tag', 'account-notify',
-      'multi-prefix', 'userhost-in-names', 'invite-notify', 'away-notify', 'setname',
+      'multi-prefix', 'userhost-in-names', 'invite-notify', 'away-notify', 'setname', 'extended-join', 'chghost',
     ]);
   });
   it('parses cap lists with values', () => {

@@ -278,3 +278,24 @@ describe('replies the specs ask for', () => {
     assert.equal(a.messages[start + 1]?.tags.label, 'p1');
   });
 });
+
+describe('extended-join', () => {
+  it('gives clients with the capability the account and real name of a joiner, on both instances; others the plain JOIN', async () => {
+    const chan = fresh('#xj');
+    const ext = await cluster.client(0, fresh('xa'), [...ALL_CAPS, 'extended-join']);
+    const plain = await cluster.client(1, fresh('xb'), ALL_CAPS.filter((c) => c !== 'extended-join'));
+    const far = await cluster.client(1, fresh('xc'), [...ALL_CAPS, 'extended-join']);
+    await ext.cmd(`JOIN ${chan}`);
+    await plain.cmd(`JOIN ${chan}`);
+    await far.cmd(`JOIN ${chan}`);
+    const joiner = await cluster.client(0, fresh('xd'));
+    const seenExt = ext.next((m) => m.command === 'JOIN' && m.source?.startsWith(`${joiner.session.nick}!`) === true);
+    const seenFar = far.next((m) => m.command === 'JOIN' && m.source?.startsWith(`${joiner.session.nick}!`) === true);
+    const seenPlain = plain.next((m) => m.command === 'JOIN' && m.source?.startsWith(`${joiner.session.nick}!`) === true);
+    await joiner.cmd(`JOIN ${chan}`);
+    // extended-join: "JOIN <channel> <accountname> :<realname>", accountname "*" when not logged in.
+    assert.deepEqual((await seenExt).params, [chan, '*', 'Test User']);
+    assert.deepEqual((await seenFar).params, [chan, '*', 'Test User'], 'across instances');
+    assert.deepEqual((await seenPlain).params, [chan]);
+  });
+});

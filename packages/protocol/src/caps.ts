@@ -15,6 +15,8 @@ export const SUPPORTED_CAPS = [
   'invite-notify',
   'away-notify',
   'setname',
+  'extended-join',
+  'chghost',
 ] as const;
 
 export type SupportedCap = (typeof SUPPORTED_CAPS)[number];

@@ -19,6 +19,9 @@ export const Cap = {
   InviteNotify: 1 << 18,
   AwayNotify: 1 << 19,
   Setname: 1 << 20,
+  ExtendedJoin: 1 << 21,
+  /** hosts never change while connected (cloaks are fixed), so no CHGHOST is ever sent */
+  Chghost: 1 << 22,
 } as const;
 
 const BIT_OF: Record<SupportedCap, number> = {
@@ -37,6 +40,8 @@ const BIT_OF: Record<SupportedCap, number> = {
   'invite-notify': Cap.InviteNotify,
   'away-notify': Cap.AwayNotify,
   setname: Cap.Setname,
+  'extended-join': Cap.ExtendedJoin,
+  chghost: Cap.Chghost,
 };
 
 /** Every capability of the protocol package's list, with its bit (the Record keeps them in step). */

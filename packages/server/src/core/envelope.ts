@@ -60,6 +60,8 @@ export interface ChannelEventEnvelope {
   l: string;
   /** lower-case nick that leaves the channel by this event (PART, KICK) */
   leave?: string;
+  /** the line for clients with `extended-join` (a JOIN with account and real name) */
+  x?: string;
 }
 
 /** `rooms`: the channel keys the user was in. */
@@ -142,7 +144,8 @@ function isEnvelope(v: unknown): v is Envelope {
     case Kind.Direct:
       return isKey(e.to) && isTime(e.t) && isMs(e.ms) && isMsgid(e.i) && isTags(e.g) && isSourcedLine(e.l);
     case Kind.ChannelEvent:
-      return isKey(e.r) && isTime(e.t) && isMs(e.ms) && isMsgid(e.i) && isSourcedLine(e.l) && (e.leave === undefined || isKey(e.leave));
+      return isKey(e.r) && isTime(e.t) && isMs(e.ms) && isMsgid(e.i) && isSourcedLine(e.l) && (e.leave === undefined || isKey(e.leave))
+        && (e.x === undefined || isSourcedLine(e.x));
     case Kind.UserEvent:
       return Array.isArray(e.rooms) && e.rooms.every(isKey) && isTime(e.t) && isMs(e.ms) && isMsgid(e.i) && isSourcedLine(e.l)
         && (e.c === undefined || Number.isSafeInteger(e.c));

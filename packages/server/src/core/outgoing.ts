@@ -10,6 +10,8 @@ export class Outgoing {
   private timed: string | undefined;
   /** variants serialised so far (each at most once): lets a test prove the sharing */
   builds = 0;
+  /** the same event as clients with `extended-join` see it (a JOIN with account and real name) */
+  ext: Outgoing | null = null;
 
   /**
    * @param rest  the line without tags: `:source COMMAND params`
@@ -33,6 +35,7 @@ export class Outgoing {
   }
 
   lineFor(caps: number): string {
+    if (this.ext !== null && caps & Cap.ExtendedJoin) return this.ext.lineFor(caps);
     if (caps & Cap.MessageTags) {
       if (this.full === undefined) {
         this.builds++;

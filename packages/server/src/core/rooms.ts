@@ -215,6 +215,7 @@ export class Rooms implements RoomEvents {
     this.map.get(room)?.broadcast(out, exclude);
     const env: ChannelEventEnvelope = { k: 'e', o: '', r: room, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
     if (leave) env.leave = leave;
+    if (out.ext) env.x = out.ext.rest;
     this.o.bus.publish(topics.room(room), env);
   }
 
@@ -231,7 +232,9 @@ export class Rooms implements RoomEvents {
   remoteEvent(env: ChannelEventEnvelope): LocalRoom | undefined {
     const room = this.map.get(env.r);
     this.observeMode(env.r, env.l);
-    room?.broadcast(new Outgoing(env.l, env.ms, env.t, env.i, ''), null);
+    const out = new Outgoing(env.l, env.ms, env.t, env.i, '');
+    if (env.x !== undefined) out.ext = new Outgoing(env.x, env.ms, env.t, env.i, '');
+    room?.broadcast(out, null);
     return room;
   }
 

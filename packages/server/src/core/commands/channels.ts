@@ -7,6 +7,7 @@ import { isChannel, lower, validChannel } from '../names.js';
 import { ERR, RPL, numericLine, type NumericSpec } from '../replies.js';
 import type { Responder } from '../reply.js';
 import { eventLine } from '../rooms.js';
+import { Outgoing } from '../outgoing.js';
 import type { Session } from '../session.js';
 
 /** Channels one KICK, NAMES or PART line may name (ISUPPORT TARGMAX). */
@@ -68,6 +69,8 @@ async function joinOne(ctx: CommandContext, s: Session, name: string, key: strin
   room.name = res.channel.name;
   s.rooms.set(ckey, room);
   const out = eventLine(`:${s.source} JOIN ${res.channel.name}`);
+  // extended-join: the same JOIN with the account ('*' for none) and the real name.
+  out.ext = new Outgoing(`:${s.source} JOIN ${res.channel.name} ${s.account ?? '*'} :${s.realname}`, out.timeMs, out.time, out.msgid, '');
   // The joiner's own JOIN is part of its response (labeled); the others get it by broadcast.
   r.send(out.lineFor(s.caps));
   ctx.rooms.event(ckey, out, null);
