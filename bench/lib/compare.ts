@@ -86,6 +86,10 @@ function parleyFigures(before: MetricMap[], after: MetricMap[]): Record<string, 
     eventLoopLagP99Ms: lagP99 * 1000,
     brokerOut: d('parley_broker_messages_out_total'),
     brokerIn: d('parley_broker_messages_in_total'),
+    // QoS round trips to Redis (one per tick with rooms near their limit or debits to hand in):
+    // shows whether a "QoS on" run went through the buckets at all
+    qosTakes: d('parley_qos_take_seconds_count'),
+    qosFailOpen: d('parley_qos_fail_open_total'),
   };
 }
 
@@ -258,7 +262,7 @@ export function printTable(s: Scenario, rows: Row[]): void {
     const bits: string[] = [];
     if (r.server) {
       const sv = r.server;
-      bits.push(`group commits ${int(sv.commits ?? 0)} (mean batch ${f(sv.meanBatch ?? 0, 1)}, mean commit ${f(sv.meanCommitMs ?? 0)} ms), Redis envelopes out/in ${int(sv.brokerOut ?? 0)}/${int(sv.brokerIn ?? 0)}, server event-loop lag p99 ${f(sv.eventLoopLagP99Ms ?? 0, 1)} ms`);
+      bits.push(`group commits ${int(sv.commits ?? 0)} (mean batch ${f(sv.meanBatch ?? 0, 1)}, mean commit ${f(sv.meanCommitMs ?? 0)} ms), Redis envelopes out/in ${int(sv.brokerOut ?? 0)}/${int(sv.brokerIn ?? 0)}, QoS round trips ${int(sv.qosTakes ?? 0)}${sv.qosFailOpen ? ` (fail-open ${int(sv.qosFailOpen)})` : ''}, server event-loop lag p99 ${f(sv.eventLoopLagP99Ms ?? 0, 1)} ms`);
     }
     bits.push(`generator event-loop delay p99 ${f(g.eventLoopDelayMs.p99, 1)} ms, schedule lag p99 ${f(g.scheduleLagMs.p99, 1)} ms, skipped ${int(g.skipped)}, errors ${int(r.result.totals.errors)}, refused ${int(r.result.totals.refused)}, out of order ${int(g.outOfOrder)}, msgid mismatches ${int(g.msgidMismatches)}, delivered-not-acked ${int(g.deliveredNotAcked)}, conns ${int(r.result.totals.connectionsOpened)} opened/${int(r.result.totals.connectionsFailed)} failed/${int(r.result.totals.connectionsDropped)} dropped, connect ${f(g.connectSeconds, 1)} s, drain ${f(g.drainSeconds, 1)} s${g.drained ? '' : ' INCOMPLETE'}`);
     out.push(`  ${r.label}: ${bits.join('; ')}`);
