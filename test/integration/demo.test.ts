@@ -61,6 +61,9 @@ function processesNaming(needle: string): string[] {
 
 before(async () => {
   dir = await fs.mkdtemp(path.join(process.env.PARLEY_TEST_TMPDIR || os.tmpdir(), 'parley-demo-'));
+  // The lab's state directory is inside: PostgreSQL (run as its own user when we are root) must
+  // be able to pass through this one to reach its data.
+  await fs.chmod(dir, 0o711);
 });
 
 after(async () => {
