@@ -36,6 +36,10 @@ export interface QosStats {
   absError: { p50: number; p90: number; p99: number; max: number } | null;
   /** shards holding at least one of the rooms */
   shardsUsed: number;
+  /** rooms some of whose messages the store failed (shard unavailable, commit error), and how many of the others are within */
+  withFailures: number;
+  cleanMeasured: number;
+  cleanWithin: number;
 }
 
 const absErr = (r: QosRoom): number => (r.errorPct === null ? -1 : Math.abs(r.errorPct));
@@ -81,6 +85,9 @@ export function qosStats(q: QosSection): QosStats {
     classes,
     absError: errs.length ? { p50: quantile(errs, 0.5), p90: quantile(errs, 0.9), p99: quantile(errs, 0.99), max: errs[errs.length - 1]! } : null,
     shardsUsed: new Set(q.rooms.filter((r) => r.shard !== null).map((r) => r.shard)).size,
+    withFailures: q.rooms.filter((r) => r.failed > 0).length,
+    cleanMeasured: measured.filter((r) => r.failed === 0).length,
+    cleanWithin: measured.filter((r) => r.failed === 0 && isWithin(r)).length,
   };
 }
 
@@ -106,8 +113,10 @@ export function qosChart(q: QosSection, label: string): string {
     { label: `±${tol}%`, color: color(3), dash: 'dashed', points: [[0.5, tol], [n + 0.5, tol], [n + 0.5, null], [0.5, -tol], [n + 0.5, -tol]] },
     { label: 'error of the accepted rate', color: color(0), dots: true, points: rooms.map((r, i) => [x(i), r.errorPct]) },
   ];
+  const anyFailed = rooms.some((r) => r.failed > 0);
   const refusedSeries: Series[] = [
     { label: 'refused share of sent (%)', color: color(3), dots: true, points: rooms.map((r, i) => [x(i), r.sent > 0 ? ((r.refusedQos + r.refusedBacklog) / r.sent) * 100 : null]) },
+    ...(anyFailed ? [{ label: 'failed by the store (%)', color: color(6), dots: true, points: rooms.map((r, i): [number, number | null] => [x(i), r.sent > 0 && r.failed > 0 ? (r.failed / r.sent) * 100 : null]) }] : []),
     { label: `1 − 1/${q.rateMultiple} (no burst)`, color: color(6), dash: 'dashed', points: [[0.5, (1 - 1 / q.rateMultiple) * 100], [n + 0.5, (1 - 1 / q.rateMultiple) * 100]] },
   ];
   return lineChart({
@@ -116,7 +125,7 @@ export function qosChart(q: QosSection, label: string): string {
     panels: [
       { title: 'Messages per second: the limit, what was offered, what was accepted', yLabel: 'messages/s', series: rateSeries, scale: 'linear' },
       { title: `Accepted rate against the limit (within ±${tol}%: between the dashed lines)`, yLabel: 'error %', series: errSeries, scale: 'linear' },
-      { title: 'Share of each room’s messages refused', yLabel: 'refused %', series: refusedSeries, scale: 'linear' },
+      { title: anyFailed ? 'Share of each room’s messages refused (and failed by the store, where any did)' : 'Share of each room’s messages refused', yLabel: 'refused %', series: refusedSeries, scale: 'linear' },
     ],
   });
 }
@@ -139,7 +148,8 @@ export function qosHeadline(q: QosSection, st: QosStats = qosStats(q)): string {
     `${st.within} of ${st.measured} rooms within ±${q.tolerancePct}% of their limit` +
     (st.measured < st.rooms ? ` (${st.rooms - st.measured} not measured)` : '') +
     (w ? `; worst ${w.room} (${w.class}, limit ${w.rate}/s): ${fix(w.acceptedRate)}/s, ${signed(w.errorPct)}` : '') +
-    (st.absError ? `; |error| p50 ${fix(st.absError.p50)}%, p90 ${fix(st.absError.p90)}%, p99 ${fix(st.absError.p99)}%` : '')
+    (st.absError ? `; |error| p50 ${fix(st.absError.p50)}%, p90 ${fix(st.absError.p90)}%, p99 ${fix(st.absError.p99)}%` : '') +
+    (st.withFailures ? `; ${st.withFailures} room(s) had messages the store failed (${int(q.rooms.reduce((s, r) => s + r.failed, 0))} in all): of the ${st.cleanMeasured} without, ${st.cleanWithin} within` : '')
   );
 }
 
