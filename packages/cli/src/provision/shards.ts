@@ -396,18 +396,30 @@ function apiFromStatus(lab: Lab): string {
 class AdminApi {
   constructor(private readonly base: string, private readonly token: string) {}
 
+  /**
+   * One REST call. Every call provisioning makes is idempotent (PUT, GET), so a transport failure
+   * or a 502/503 from the front door (an instance restarting under the load of a thousand new
+   * shards) is tried again, up to 4 times with a growing pause, before it is reported.
+   */
   private async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.base}${route}`, {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(10_000),
-      });
-    } catch (err) {
-      throw new LabError(`the REST API at ${this.base} does not answer (${(err as Error).message}); is the cluster up (parley status)?`);
+    let res: Response | undefined;
+    let lastError: Error | undefined;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      try {
+        res = await fetch(`${this.base}${route}`, {
+          method,
+          headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (res.status !== 502 && res.status !== 503) break;
+      } catch (err) {
+        lastError = err as Error;
+        res = undefined;
+      }
     }
+    if (!res) throw new LabError(`the REST API at ${this.base} does not answer (${lastError?.message ?? 'no answer'}); is the cluster up (parley status)?`);
     const text = await res.text();
     let json: unknown = null;
     try {
