@@ -1,13 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import net, { type AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { pino } from 'pino';
 import { IrcClient } from '@parley/client';
 import { InstanceOptionsSchema, ParleyServer } from '@parley/server';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { seen } from '../harness/irc.js';
+import { Proxy } from '../harness/proxy.js';
 
 /* The browser client in real Chromium against a real instance, chatting with a plain IRC client. */
 
@@ -134,64 +133,3 @@ describe('browser client', () => {
   });
 });
 
-/** A TCP proxy to one port that can drop its connections and hold new ones. */
-class Proxy {
-  private readonly server = net.createServer((c) => this.accept(c));
-  private readonly sockets = new Set<net.Socket>();
-  private held: net.Socket[] | null = null;
-
-  constructor(private readonly target: number) {}
-
-  async start(): Promise<void> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-  }
-
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
-  }
-
-  hold(): void {
-    this.held ??= [];
-  }
-
-  release(): void {
-    const held = this.held ?? [];
-    this.held = null;
-    for (const c of held) if (!c.destroyed) this.connect(c);
-  }
-
-  cut(): void {
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    for (const c of this.held ?? []) c.destroy();
-    await new Promise((r) => this.server.close(r));
-  }
-
-  private accept(c: net.Socket): void {
-    this.track(c);
-    if (this.held !== null) this.held.push(c);
-    else this.connect(c);
-  }
-
-  private connect(c: net.Socket): void {
-    const up = net.connect(this.target, '127.0.0.1');
-    this.track(up);
-    c.pipe(up).pipe(c);
-    const drop = (): void => {
-      c.destroy();
-      up.destroy();
-    };
-    c.on('close', drop);
-    up.on('close', drop);
-  }
-
-  private track(s: net.Socket): void {
-    this.sockets.add(s);
-    s.on('close', () => this.sockets.delete(s));
-    s.on('error', () => {}); // a cut connection errors on the other side; that is the point
-  }
-}
