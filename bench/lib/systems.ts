@@ -51,13 +51,17 @@ export interface ParleyOptions {
   qos?: QosClass | null;
 }
 
-/** Parley's flood limit off in `/<prefix>/config` (and the `default` QoS class, if given), then `n` instances. */
+/**
+ * Parley's flood limit and per-address door limits off in `/<prefix>/config` (benches open
+ * thousands of connections, from several loopback addresses with `--source-ips`), the `default`
+ * QoS class if given, then `n` instances.
+ */
 export async function startParley(services: Services, n: number, o: ParleyOptions = {}): Promise<System> {
   const prefix = uniqueName('bench');
   const dbUrl = await services.postgres!.createDatabase(prefix);
   const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
   try {
-    await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 0 } }));
+    await etcd.put(`/${prefix}/config`).value(JSON.stringify({ flood: { linesPerSecond: 0 }, door: { connectionsPerIp: 0, connectsPerIpPerMinute: 0 } }));
     if (o.qos) await etcd.put(etcdKeys(prefix).qosClass('default')).value(JSON.stringify(o.qos));
   } finally {
     etcd.close();
