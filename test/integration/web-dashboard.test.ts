@@ -286,7 +286,12 @@ describe('dashboard', () => {
     // Grouped by shard, filtered by class.
     await page.selectOption('#f-group', 'shard');
     await page.selectOption('#f-class', 'trickle');
-    await page.waitForSelector('#shown:has-text("of")');
+    // The filter applies on the page's next render: wait for the count to drop below the total.
+    await page.waitForFunction((total) => {
+      const text = (globalThis as unknown as PageScope).document.querySelector('#shown')?.textContent ?? '';
+      const m = /^(\d+) of/.exec(text);
+      return m !== null && Number(m[1]) < total;
+    }, N);
     const shown = (await page.textContent('#shown')) ?? '';
     assert.match(shown, /^(\d+) of/);
     const n = Number(/^(\d+)/.exec(shown)?.[1]);
