@@ -8,42 +8,20 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import fsSync from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseResult } from '../../packages/cli/src/load/report-schema.js';
+import { runCli, ok, type CliResult } from '../harness/cli.js';
+
+const parley = (args: string[], timeoutMs = 150_000): Promise<CliResult> => runCli(args, { timeoutMs, killSignal: 'SIGINT' });
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const loader = `file://${path.join(root, 'node_modules/tsx/dist/loader.mjs')}`;
-const cliMain = path.join(root, 'packages/cli/src/main.ts');
 
 let dir = '';
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function parley(args: string[], timeoutMs = 150_000): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', loader, cliMain, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGINT'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** Processes whose command line names `needle` (the state directory): none may be left. */
 function processesNaming(needle: string): string[] {

@@ -15,7 +15,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
@@ -27,40 +26,13 @@ import WebSocket from 'ws';
 import { parseCapList } from '@parley/protocol';
 import { freePort, haproxyStats, readStatus, sameProcess, statePaths, type StatePaths } from '@parley/agent';
 import { escapeRe } from '../harness/raw.js';
+import { runCli, ok, type CliResult } from '../harness/cli.js';
+
+const parley = (args: string[], timeoutMs = 120_000): Promise<CliResult> => runCli([...args, '--state-dir', stateDir], { timeoutMs });
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const loader = `file://${path.join(root, 'node_modules/tsx/dist/loader.mjs')}`;
-const cliMain = path.join(root, 'packages/cli/src/main.ts');
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** The real CLI, without the test's PARLEY_* environment. */
-function parley(args: string[], timeoutMs = 120_000): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', loader, cliMain, ...args, '--state-dir', stateDir], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function ok(r: Result, what: string): string {
-  assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 const open: { close(): void }[] = [];
 

@@ -9,7 +9,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { watch } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -23,39 +22,13 @@ import { etcdKeys, parseInstanceRecord, withTimeout, type InstanceRecord } from 
 import { freePort, pidAlive, readStatus, sameProcess, statePaths, type AgentStatus } from '@parley/agent';
 import { etcdClient, openLab, readPlan, waitConverged } from '../../packages/cli/src/lab/common.js';
 import { seen } from '../harness/irc.js';
+import { runCli, ok, type CliResult } from '../harness/cli.js';
+
+const parley = (args: string[], timeoutMs = 120_000, dir = stateDir): Promise<CliResult> => runCli([...args, '--state-dir', dir], { timeoutMs });
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const loader = `file://${path.join(root, 'node_modules/tsx/dist/loader.mjs')}`;
-const cliMain = path.join(root, 'packages/cli/src/main.ts');
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs the real CLI (asynchronously: clients keep running meanwhile). */
-function parley(args: string[], timeoutMs = 120_000, dir = stateDir): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', loader, cliMain, ...args, '--state-dir', dir], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function ok(r: Result, what: string): string {
-  assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 interface Row {
   kind: string;
@@ -385,7 +358,7 @@ describe('parley up → scale → kill -9 → rolling restart → down', { timeo
   });
 
   it('bad input: one clear line, exit 1, nothing started', async () => {
-    const oneLine = (r: Result, re: RegExp): void => {
+    const oneLine = (r: CliResult, re: RegExp): void => {
       assert.equal(r.code, 1, `exit ${r.code}: ${r.stdout}${r.stderr}`);
       const lines = r.stderr.trim().split('\n');
       assert.equal(lines.length, 1, r.stderr);

@@ -8,7 +8,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -18,43 +17,18 @@ import { IrcClient } from '@parley/client';
 import { etcdKeys } from '@parley/contracts';
 import { freePort, readStatus, sameProcess, statePaths } from '@parley/agent';
 import { etcdClient, openLab } from '../../packages/cli/src/lab/common.js';
+import { runCli, ok, type CliResult } from '../harness/cli.js';
+
+const parley = (args: string[], timeoutMs = 180_000): Promise<CliResult> => runCli([...args, '--state-dir', stateDir], { timeoutMs });
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const loader = `file://${path.join(root, 'node_modules/tsx/dist/loader.mjs')}`;
-const cliMain = path.join(root, 'packages/cli/src/main.ts');
 
 let stateDir = '';
 let ircPort = 0;
 let httpPort = 0;
 const clients: IrcClient[] = [];
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function parley(args: string[], timeoutMs = 180_000): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', loader, cliMain, ...args, '--state-dir', stateDir], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function ok(r: Result, what: string): string {
-  assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 async function api(method: string, route: string, body?: unknown): Promise<Response> {
   const token = (await fs.readFile(statePaths(stateDir).adminToken, 'utf8')).trim();

@@ -19,7 +19,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -31,58 +31,28 @@ import { IrcClient } from '@parley/client';
 import { etcdKeys } from '@parley/contracts';
 import { freePort, readStatus, sameProcess, SECRET_NAMES, statePaths, type StatePaths } from '@parley/agent';
 import { seen } from '../harness/irc.js';
+import { runCli, ok, type CliResult, runProgram } from '../harness/cli.js';
+
+const parley = (args: string[], timeoutMs = 120_000): Promise<CliResult> => runCli([...args, '--state-dir', stateDir], { timeoutMs });
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const loader = `file://${path.join(root, 'node_modules/tsx/dist/loader.mjs')}`;
-const cliMain = path.join(root, 'packages/cli/src/main.ts');
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-function run(command: string, args: string[], o: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: o.cwd ?? root, env: o.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
-/** The real CLI, without the test's PARLEY_* environment. */
-function parley(args: string[], timeoutMs = 120_000): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PARLEY_')) env[k] = v;
-  return run(process.execPath, ['--import', loader, cliMain, ...args, '--state-dir', stateDir], { env, timeoutMs });
-}
-
-function ok(r: Result, what: string): string {
-  assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 /**
  * Runs a program as the OS user `nobody`, in `/`, with nothing of our environment but PATH and
  * what `env` adds (a password handed over explicitly, as someone who had read the file would).
  */
-function asNobody(command: string, args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return run('runuser', ['-u', 'nobody', '--', command, ...args], {
+function asNobody(command: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runProgram('runuser', ['-u', 'nobody', '--', command, ...args], {
     cwd: '/',
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', HOME: '/nonexistent', ...env },
     timeoutMs: 20_000,
   });
 }
 
-const said = (r: Result): string => `${r.stdout}${r.stderr}`;
+const said = (r: CliResult): string => `${r.stdout}${r.stderr}`;
 
 let parent: string;
 let stateDir: string;
@@ -192,7 +162,7 @@ describe('a lab locked down against other local users', { timeout: 240_000 }, ()
   });
 
   it('PostgreSQL: as nobody, no superuser over TCP, no parley without its password, no socket', async () => {
-    const psql = (user: string, db: string, sql: string, env: Record<string, string> = {}): Promise<Result> =>
+    const psql = (user: string, db: string, sql: string, env: Record<string, string> = {}): Promise<CliResult> =>
       asNobody('psql', ['-w', '-X', '-h', '127.0.0.1', '-p', String(ports.pg), '-U', user, '-d', db, '-Atc', sql], env);
     const su = await psql('postgres', 'postgres', 'select 1');
     assert.notEqual(su.code, 0);
@@ -220,14 +190,14 @@ describe('a lab locked down against other local users', { timeout: 240_000 }, ()
   });
 
   it('Redis: as nobody, nothing without a login; the instances\' user only on its keys and topics', async () => {
-    const cli = (args: string[], env: Record<string, string> = {}): Promise<Result> => asNobody('redis-cli', ['-p', String(ports.redis), '--no-auth-warning', ...args], env);
+    const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => asNobody('redis-cli', ['-p', String(ports.redis), '--no-auth-warning', ...args], env);
     const anon = await cli(['GET', 'parley:x']);
     assert.match(said(anon), /NOAUTH Authentication required/);
     const pub = await cli(['PUBLISH', 'parley:t:#lab', 'forged']);
     assert.match(said(pub), /NOAUTH Authentication required/);
     const wrong = await cli(['--user', 'parley', '--pass', 'not-the-password', 'PING']);
     assert.match(said(wrong), /WRONGPASS/);
-    const asParley = (...args: string[]): Promise<Result> => cli(['--user', 'parley', ...args], { REDISCLI_AUTH: secrets['redis-parley']! });
+    const asParley = (...args: string[]): Promise<CliResult> => cli(['--user', 'parley', ...args], { REDISCLI_AUTH: secrets['redis-parley']! });
     assert.match((await asParley('PING')).stdout, /PONG/);
     assert.match((await asParley('EXISTS', 'parley:sec-test')).stdout, /^0/);
     assert.match((await asParley('PUBLISH', 'parley:t:sec-test', 'x')).stdout, /^\d+/);
@@ -247,7 +217,7 @@ describe('a lab locked down against other local users', { timeout: 240_000 }, ()
   });
 
   it('etcd: as nobody, unauthenticated reads and writes are refused; the instances\' user stays under its prefix', async () => {
-    const gateway = (route: string, body: Record<string, string>): Promise<Result> =>
+    const gateway = (route: string, body: Record<string, string>): Promise<CliResult> =>
       asNobody(process.execPath, ['-e', `fetch(${JSON.stringify(`http://127.0.0.1:${ports.etcd}${route}`)}, { method: 'POST', body: ${JSON.stringify(JSON.stringify(body))} }).then((r) => r.text()).then((t) => console.log(t), (e) => { console.error(String(e)); process.exit(1); })`]);
     const b64 = (s: string): string => Buffer.from(s).toString('base64');
     const get = await gateway('/v3/kv/range', { key: b64('/parley/config'), range_end: b64('/parley0') });
