@@ -14,8 +14,9 @@ export class Raw {
   readonly closed: Promise<void>;
   private isClosed = false;
 
-  constructor(port: number, host = '127.0.0.1') {
-    this.sock = net.connect(port, host);
+  /** Connects to `port` on `host`, or takes a socket already made (TLS, a chosen local address). */
+  constructor(port: number | net.Socket, host = '127.0.0.1') {
+    this.sock = typeof port === 'number' ? net.connect(port, host) : port;
     this.sock.setEncoding('utf8');
     this.sock.on('data', (d: string) => {
       this.data += d;

@@ -12,7 +12,7 @@ import { makeCertificates, type LabCertificates } from '@parley/agent';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { CONFIG_APPLIED } from '../harness/logs.js';
 import { spawnParley, type ParleyProcess } from '../harness/parley.js';
-import { escapeRe } from '../harness/raw.js';
+import { Raw, escapeRe } from '../harness/raw.js';
 import { hashPassword } from '../../packages/server/src/accounts/password.js';
 
 /*
@@ -32,61 +32,15 @@ let clusterKey: string;
 let tlsPorts: { tls: number; https: number };
 const open: { end(): void }[] = [];
 
-/** A raw IRC connection (plain or TLS) from a chosen local address, keeping what it received. */
-class Conn {
-  data = '';
-  readonly closed: Promise<void>;
-  private isClosed = false;
-
-  constructor(readonly sock: net.Socket) {
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => (this.data += d));
-    sock.on('error', () => undefined);
-    this.closed = new Promise((resolve) => sock.once('close', () => {
-      this.isClosed = true;
-      resolve();
-    }));
-    open.push(this);
-  }
-
-  static tcp(port: number, localAddress = '127.0.0.1'): Conn {
-    return new Conn(net.connect({ port, host: '127.0.0.1', localAddress }));
-  }
-
-  send(s: string): void {
-    this.sock.write(s);
-  }
-
-  until(re: RegExp, timeoutMs = 5000): Promise<string> {
-    if (re.test(this.data)) return Promise.resolve(this.data);
-    return new Promise((resolve, reject) => {
-      const done = (err: Error | null) => {
-        clearTimeout(timer);
-        this.sock.off('data', onData);
-        this.sock.off('close', onClose);
-        if (err) reject(err);
-        else resolve(this.data);
-      };
-      const onData = () => {
-        if (re.test(this.data)) done(null);
-      };
-      const onClose = () => done(re.test(this.data) ? null : new Error(`closed while waiting for ${re}; got:\n${this.data.slice(-1500)}`));
-      const timer = setTimeout(() => done(new Error(`no ${re} within ${timeoutMs} ms; got:\n${this.data.slice(-1500)}`)), timeoutMs);
-      this.sock.on('data', onData);
-      if (this.isClosed) onClose();
-      else this.sock.once('close', onClose);
-    });
-  }
-
-  async register(nick: string): Promise<void> {
-    this.send(`NICK ${nick}\r\nUSER u 0 * :${nick}\r\n`);
-    await this.until(new RegExp(` 001 ${escapeRe(nick)} `));
-  }
-
-  end(): void {
-    this.sock.destroy();
-  }
+/** Raw IRC connections (plain or TLS) from a chosen local address, closed after each test. */
+function track(r: Raw): Raw {
+  open.push(r);
+  return r;
 }
+
+const Conn = {
+  tcp: (port: number, localAddress = '127.0.0.1'): Raw => track(new Raw(net.connect({ port, host: '127.0.0.1', localAddress }))),
+};
 
 async function setConfig(config: Record<string, unknown>): Promise<void> {
   const since = { a: a.logs.mark(), b: b.logs.mark() };
@@ -297,14 +251,14 @@ describe('per-address limits', () => {
 });
 
 describe('TLS', () => {
-  async function tlsIrc(port: number): Promise<{ conn: Conn; fingerprint: string }> {
+  async function tlsIrc(port: number): Promise<{ conn: Raw; fingerprint: string }> {
     const ca = await fs.readFile(certs.ca);
     const sock = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca });
     await new Promise<void>((resolve, reject) => {
       sock.once('secureConnect', resolve);
       sock.once('error', reject);
     });
-    return { conn: new Conn(sock), fingerprint: sock.getPeerCertificate().fingerprint256 };
+    return { conn: track(new Raw(sock)), fingerprint: sock.getPeerCertificate().fingerprint256 };
   }
 
   it('accepts IRC over TLS with the CA made by openssl, and refuses a client that does not trust another CA', async () => {
