@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { TIMED_OUT, beforeDeadline } from './commit-connection.js';
+import { GATE_TIMED_OUT } from './connect-gate.js';
 import type { CommitConnection, CommitSlot } from './commit-connection.js';
 import type { Pending } from './commit-queue.js';
 import { APPEND_SQL, DEADLINE_PASSED, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isUnavailableCode, serverAnswer } from './commit-sql.js';
@@ -45,12 +46,16 @@ export class BatchWriter {
       const schema = await beforeDeadline(this.o.ensureSchema(), deadline, () => {});
       if (schema === TIMED_OUT) return rejectAll(timeout());
     } catch (err) {
+      // No turn to connect for the migration in time (many first uses at once): not a sign of the shard.
+      if (err instanceof StoreTimeoutError) return rejectAll(timeout(err));
       return rejectAll(this.classify(err, 'schema'));
     }
     let conn: CommitConnection;
     try {
       conn = await slot.get(deadline);
     } catch (err) {
+      // Waiting for a turn to connect (many first uses at once) says nothing about the shard.
+      if (err === GATE_TIMED_OUT) return rejectAll(timeout());
       const e = err === TIMED_OUT ? timeout() : new StoreUnavailableError(shard, err);
       health.markDown(e);
       return rejectAll(e);

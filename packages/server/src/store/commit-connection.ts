@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { ConnectGate } from './connect-gate.js';
 import type { StoreLogger } from './events.js';
 
 /** The dedicated commit connection of a shard, and the shard's clock relative to this process's. */
@@ -115,6 +116,8 @@ export interface SlotOptions {
   offsetWarnMs: number;
   /** called each time a new connection is ready (the owner starts its idle clock) */
   onOpen?: () => void;
+  /** bounds the connections the process opens at once (a new connection waits for a turn) */
+  gate?: ConnectGate | undefined;
   logger?: StoreLogger | undefined;
 }
 
@@ -135,18 +138,23 @@ export class CommitSlot {
     return (this.conn !== null && !this.conn.dead) || this.connecting.size > 0;
   }
 
-  /** The open connection, or a new one ready before `deadline` (rejects with TIMED_OUT). */
+  /**
+   * The open connection, or a new one ready before `deadline`: rejects with TIMED_OUT (the shard
+   * did not answer in time) or GATE_TIMED_OUT (no turn to connect came in time: nothing was tried).
+   */
   async get(deadline: number): Promise<CommitConnection> {
     if (this.conn && !this.conn.dead) return this.conn;
     this.conn = null;
     if (this.closed) throw new Error(`shard ${this.o.shard} is closed`);
-    const conn = await openCommitConnection({
-      url: this.o.url,
-      deadline,
-      statementTimeoutMs: this.o.statementTimeoutMs,
-      pending: this.connecting,
-      onError: (err) => this.o.logger?.warn({ err, shard: this.o.shard }, 'PostgreSQL commit connection failed'),
-    });
+    const open = (): Promise<CommitConnection> =>
+      openCommitConnection({
+        url: this.o.url,
+        deadline,
+        statementTimeoutMs: this.o.statementTimeoutMs,
+        pending: this.connecting,
+        onError: (err) => this.o.logger?.warn({ err, shard: this.o.shard }, 'PostgreSQL commit connection failed'),
+      });
+    const conn = await (this.o.gate ? this.o.gate.run(deadline, open) : open());
     if (Math.abs(conn.offsetMs) > this.o.offsetWarnMs) {
       this.o.logger?.warn({ shard: this.o.shard, offsetMs: Math.round(conn.offsetMs) }, 'shard clock differs from this instance; commit deadlines are converted');
     }

@@ -1,6 +1,7 @@
 import { BatchWriter } from './commit-batch.js';
 import { CommitSlot } from './commit-connection.js';
 import { CommitQueue } from './commit-queue.js';
+import type { ConnectGate } from './connect-gate.js';
 import type { Pending } from './commit-queue.js';
 import { StoreTimeoutError, StoreUnavailableError } from './errors.js';
 import { asError } from './events.js';
@@ -24,6 +25,8 @@ export interface CommitterOptions {
   idleMs?: number;
   /** applies the schema before the first batch (the shard's migrations) */
   ensureSchema: () => Promise<void>;
+  /** bounds the connections the process opens at once */
+  gate?: ConnectGate;
   /** the commit connection was closed for being idle (called once it is gone) */
   onIdleClosed?: () => void;
   onBatch?: BatchListener;
@@ -100,6 +103,7 @@ export class GroupCommitter {
       statementTimeoutMs: this.timeoutMs - this.marginMs,
       offsetWarnMs: this.marginMs / 2,
       onOpen: () => this.armIdle(this.idleMs),
+      gate: opts.gate,
       logger: opts.logger,
     });
     this.health = new ShardHealth({

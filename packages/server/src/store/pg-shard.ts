@@ -1,8 +1,10 @@
 import pg from 'pg';
 import type { ShardInfo } from './directory.js';
 import { GroupCommitter } from './committer.js';
+import { GATE_TIMED_OUT } from './connect-gate.js';
+import type { ConnectGate } from './connect-gate.js';
 import type { BatchListener, StoreEvents, StoreLogger } from './events.js';
-import { StoreUnavailableError } from './errors.js';
+import { StoreTimeoutError, StoreUnavailableError } from './errors.js';
 import {
   aroundQuery,
   afterQuery,
@@ -62,6 +64,11 @@ export interface PgShardOptions {
    * never carries one): added to the connection string of every connection, nowhere else.
    */
   password?: string;
+  /**
+   * Bounds the connections the process opens at once, over all its shards (commit connections
+   * and first-use migrations; shared by every shard of a store).
+   */
+  gate?: ConnectGate;
 }
 
 /** Rows of `batches` older than this are deleted: a lost batch is settled long before. */
@@ -92,8 +99,10 @@ export class PgShard {
   private readonly idleMs: number;
   private readonly poolSize: () => number;
   private readonly events: StoreEvents | undefined;
+  private readonly gate: ConnectGate | undefined;
 
   constructor(opts: PgShardOptions) {
+    this.gate = opts.gate;
     this.info = opts.info;
     this.connectUrl = urlWithPassword(opts.info.url, opts.password);
     this.logger = opts.logger;
@@ -108,6 +117,7 @@ export class PgShard {
       ensureSchema: () => this.start(),
       onIdleClosed: () => this.maybeIdle(),
       ...(opts.commitTimeoutMs !== undefined ? { commitTimeoutMs: opts.commitTimeoutMs } : {}),
+      ...(opts.gate ? { gate: opts.gate } : {}),
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.probeIntervalMs !== undefined ? { probeIntervalMs: opts.probeIntervalMs } : {}),
       ...(opts.onBatch ? { onBatch: opts.onBatch } : {}),
@@ -177,21 +187,32 @@ export class PgShard {
    */
   start(): Promise<void> {
     if (!this.migrated) {
-      const pool = new pg.Pool({
-        connectionString: this.connectUrl,
-        max: 1,
-        connectionTimeoutMillis: this.readTimeoutMs,
-        query_timeout: MIGRATION_STEP_MS,
-        application_name: 'parley-migrate',
-      });
-      pool.on('error', () => {}); // an idle connection failing between the steps: the migration reports it
-      this.migrated = migrate(pool).finally(() => pool.end()).then(
+      const run = (): Promise<number[]> => {
+        const pool = new pg.Pool({
+          connectionString: this.connectUrl,
+          max: 1,
+          connectionTimeoutMillis: this.readTimeoutMs,
+          query_timeout: MIGRATION_STEP_MS,
+          application_name: 'parley-migrate',
+        });
+        pool.on('error', () => {}); // an idle connection failing between the steps: the migration reports it
+        return migrate(pool).finally(() => pool.end());
+      };
+      // A first use waits for its turn to connect like a commit connection does (within the read
+      // bound); no turn in time says nothing about the shard: a StoreTimeoutError, not "down".
+      const migrating = this.gate
+        ? this.gate.run(Date.now() + this.readTimeoutMs, run).catch((err: unknown) => {
+            throw err === GATE_TIMED_OUT ? new StoreTimeoutError(this.info.id, this.readTimeoutMs) : err;
+          })
+        : run();
+      this.migrated = migrating.then(
         (applied) => {
           if (applied.length > 0) this.logger?.info({ shard: this.info.id, applied }, 'shard schema migrated');
           this.schedulePrune();
         },
         (err: unknown) => {
           this.migrated = null;
+          if (err instanceof StoreTimeoutError) throw err;
           throw new Error(`shard ${this.info.id}: ${(err as Error).message}`, { cause: err });
         },
       );
@@ -236,7 +257,7 @@ export class PgShard {
       await this.start();
     } catch (err) {
       // First use of a shard that does not answer: the same error as a read would give.
-      if (serverAnswer(err)) throw err;
+      if (serverAnswer(err) || err instanceof StoreTimeoutError) throw err;
       this.committer.markDown(err as Error);
       throw new StoreUnavailableError(this.info.id, err);
     }

@@ -1,4 +1,5 @@
 import { TIMED_OUT, beforeDeadline } from './commit-connection.js';
+import { GATE_TIMED_OUT } from './connect-gate.js';
 import type { CommitConnection, CommitSlot } from './commit-connection.js';
 import { FENCE_SQL } from './commit-sql.js';
 import { asError } from './events.js';
@@ -103,7 +104,7 @@ export class ShardHealth {
       }
     } catch (err) {
       // Appends rejected meanwhile carry the latest reason.
-      if (err !== TIMED_OUT && this.state) this.state.cause = asError(err);
+      if (err !== TIMED_OUT && err !== GATE_TIMED_OUT && this.state) this.state.cause = asError(err);
       return;
     }
     if (!this.state) return;

@@ -1,4 +1,5 @@
 import type { ShardDirectory, ShardInfo } from './directory.js';
+import { ConnectGate } from './connect-gate.js';
 import { PgShard } from './pg-shard.js';
 import type { PgShardOptions } from './pg-shard.js';
 import type { BatchListener, Pending, StoreEvents, StoreLogger } from './pg-shard.js';
@@ -50,6 +51,12 @@ export interface ShardedStoreOptions {
   classPoolSize?: (shard: ShardInfo) => number | undefined;
   /** the password of the user in the shards' URLs (`--pg-password-file`), for URLs without one */
   password?: string;
+  /**
+   * Most connections opened at once over all shards (commit connections and first-use
+   * migrations; default 8): a thousand rooms' first messages then open their shards' connections
+   * a few at a time instead of a thousand at once. Read pools are not counted.
+   */
+  connectConcurrency?: number;
 }
 
 /** Connections an instance holds to its shards, for tests and operators. */
@@ -67,7 +74,8 @@ type Waiting = Pending;
 export class ShardedStore implements MessageStore {
   private readonly directory: ShardDirectory;
   private readonly ownsDirectory: boolean;
-  private readonly shardOptions: Omit<PgShardOptions, 'info' | 'poolSize'>;
+  private readonly shardOptions: Omit<PgShardOptions, 'info' | 'poolSize' | 'gate'>;
+  private readonly gate: ConnectGate;
   private readonly classPoolSize: ((shard: ShardInfo) => number | undefined) | undefined;
   private readonly byId = new Map<number, PgShard>();
   /** the directory's latest word on each shard (pool size, class), fed by shardsChanged() */
@@ -83,8 +91,9 @@ export class ShardedStore implements MessageStore {
   constructor(opts: ShardedStoreOptions) {
     this.directory = opts.directory;
     this.ownsDirectory = opts.ownsDirectory ?? true;
-    const { directory: _directory, ownsDirectory: _owns, classPoolSize, ...shardOptions } = opts;
+    const { directory: _directory, ownsDirectory: _owns, classPoolSize, connectConcurrency, ...shardOptions } = opts;
     this.shardOptions = shardOptions;
+    this.gate = new ConnectGate(Math.max(1, connectConcurrency ?? 8));
     this.classPoolSize = classPoolSize;
   }
 
@@ -123,7 +132,7 @@ export class ShardedStore implements MessageStore {
         const current = this.infos.get(info.id) ?? info;
         return this.classPoolSize?.(current) ?? current.poolSize;
       };
-      s = new PgShard({ info, poolSize, ...this.shardOptions });
+      s = new PgShard({ info, poolSize, gate: this.gate, ...this.shardOptions });
       this.byId.set(info.id, s);
     }
     return s;
