@@ -190,15 +190,18 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
     const users = o.rooms * members;
     if (Math.ceil((o.rooms * members) / users) > MAX_ROOMS_PER_USER) throw new DemoError('too many rooms per user');
 
-    // Warm-up: two messages per room, gently, from two members (so, through the front door, most
-    // likely from both instances): every room is pinned and every instance has connected to the
-    // shards it writes to before the measured load starts, so a thousand first connections do not
-    // all happen in its first second. Their counts are taken off the measured ones, and their two
-    // tokens are back in every bucket before the measured load starts.
+    // Warm-up: two messages per room from two members (so, through the front door, most likely
+    // from both instances): every room is pinned and every instance has connected to the shards it
+    // writes to before the measured sends start, so a thousand first connections do not all
+    // happen in their first second. It runs once the measured load's users have joined (just
+    // before its sends), so the shard connections it opened are still open when the sends start
+    // (instances close a shard's connections after --pg-idle-seconds, 60 by default, unused).
+    // Its counts are taken off the measured ones, and its two tokens are back in every bucket
+    // before the measured sends start.
     let baseline = new Map<string, RoomView['counts']>();
     let countersUsable = true;
     let warmEnd = Date.now();
-    if (o.warmup) {
+    const warmUp = async (): Promise<void> => {
       const warmOpts = parseLoadOptions({
         target: [front.irc],
         users: o.rooms * 2,
@@ -225,8 +228,7 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
         countersUsable = false;
         notes.push(`the cluster's counters could not be read after the warm-up (${(err as Error).message}): accepted and refused are the load tool's (acknowledged, refused)`);
       }
-      phase('warm-up');
-    }
+    };
     // A room offered m × its rate spends its burst in burst ÷ ((m − 1) × rate) s; its steady window
     // starts half a second plus a tenth of its sending time after that.
     const steadyFrom = Array.from({ length: o.rooms }, (_, r) => {
@@ -252,17 +254,24 @@ export async function runDemoQos(o: DemoQosOptions): Promise<number> {
     const slowest = Math.min(...roomRates);
     say(`load: ${users} users (${members} per room) through ${front.irc}; ${o.messagesPerRoom} messages per room at ${o.rateMultiple}× its limit (${Math.round(roomRates.reduce((a, b) => a + b, 0)).toLocaleString('en-US')}/s offered at first; the slowest rooms take ${fmtDuration((o.messagesPerRoom / slowest) * 1000)})`);
     let lastLine = 0;
-    const phaseEnded: Partial<Record<string, string>> = { join: 'load: connect', send: 'load: join', drain: 'load: send', done: 'load: drain' };
+    const phaseEnded: Partial<Record<string, string>> = { join: 'load: connect', send: 'buckets refill', drain: 'load: send', done: 'load: drain' };
     result = await runLoad(opts, driverFor(opts), {
       signal: ac.signal,
       onPhase: (p) => {
         const ended = phaseEnded[p];
         if (ended !== undefined) phase(ended);
       },
-      // The warm-up's tokens come back at each room's rate once the instances have handed in the
-      // debits of what they admitted on their fast path (within a second): the measured sends
-      // wait for both, so every room starts with a full bucket.
-      beforeSend: () => sleepUntil(warmEnd + 1_000 + (2 / (slowest / o.rateMultiple)) * 1000 + 250),
+      // The users have joined: warm up, then wait for the warm-up's tokens to come back at each
+      // room's rate once the instances have handed in the debits of what they admitted on their
+      // fast path (within a second), so every room starts with a full bucket.
+      beforeSend: async () => {
+        phase('load: join');
+        if (o.warmup) {
+          await warmUp();
+          phase('warm-up');
+        }
+        await sleepUntil(warmEnd + 1_000 + (2 / (slowest / o.rateMultiple)) * 1000 + 250);
+      },
       onProgress: (p) => {
         if (Date.now() - lastLine < 5_000) return;
         lastLine = Date.now();
