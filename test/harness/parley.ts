@@ -49,7 +49,11 @@ export interface SpawnOptions {
 /** Runs `parley server` as a real child process on free ports; resolves once it listens. */
 export async function spawnParley(services: Services, o: SpawnOptions): Promise<ParleyProcess> {
   if (!services.etcd || !services.redis) throw new Error('spawnParley needs etcd and Redis');
+  // PARLEY_SERVER_NODE_ARGS: extra Node options for every instance (e.g. `--cpu-prof
+  // --cpu-prof-dir=/tmp/prof` to profile the servers of a benchmark), split on spaces.
+  const nodeArgs = (process.env.PARLEY_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const args = [
+    ...nodeArgs,
     '--import', tsxLoader, cliMain, 'server',
     '--id', o.id, '--prefix', o.prefix, '--tcp-port', '0', '--ws-port', '0',
     '--etcd', services.etcd.endpoint, '--redis', services.redis.url,
