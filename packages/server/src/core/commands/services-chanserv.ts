@@ -4,7 +4,7 @@ import { isChannel, lower } from '../names.js';
 import type { Responder } from '../reply.js';
 import { eventLine } from '../rooms.js';
 import type { Session } from '../session.js';
-import { modeText } from './channels.js';
+import { modeText } from './modes.js';
 
 /** The pseudo-user that answers `/msg ChanServ …`. */
 export const CHANSERV_SOURCE = 'ChanServ!ChanServ@services.parley';

@@ -1,6 +1,7 @@
 import type { CommandSpec, CommandTable, Handler } from '../context.js';
 import { authenticate, register, verify } from './accounts.js';
-import { invite, join, kick, list, mode, names, part, topic } from './channels.js';
+import { invite, join, kick, list, names, part, topic } from './channels.js';
+import { mode } from './modes.js';
 import { monitor } from './monitor.js';
 import { kill, kline, oper, unkline, wallops } from './oper.js';
 import { chathistory, historyCost } from './history.js';
