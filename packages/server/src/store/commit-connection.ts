@@ -18,15 +18,23 @@ export const TIMED_OUT = Symbol('timed out');
  * Settles with `op`, or with TIMED_OUT once `deadline` (Date.now() scale) passes first, after
  * calling `onTimeout` (which destroys the connection `op` runs on). A late settlement of `op` is
  * ignored.
+ *
+ * The deadline is decided one event-loop turn after the timer fires (setImmediate runs after the
+ * poll phase): when the process itself stalled past the deadline (a busy machine), Node runs the
+ * expired timer before it reads the sockets, and an answer already waiting there would be thrown
+ * away: a commit the shard made in time would be answered as failed (a "late commit").
  */
 export function beforeDeadline<T>(op: Promise<T>, deadline: number, onTimeout: () => void): Promise<T | typeof TIMED_OUT> {
   return new Promise((resolve, reject) => {
     let settled = false;
-    const timer = setTimeout(() => {
+    const decide = (): void => {
       if (settled) return;
       settled = true;
       onTimeout();
       resolve(TIMED_OUT);
+    };
+    const timer = setTimeout(() => {
+      if (!settled) setImmediate(decide);
     }, Math.max(0, deadline - Date.now()));
     op.then(
       (v) => {
