@@ -15,7 +15,7 @@ import { complete } from '../../packages/web/app/complete.js';
 import { ctcpAction, linkify, mentions, retryAfterMs, splitMessage, stripFormatting, textBudget } from '../../packages/web/app/text.js';
 import { Model, heat, type Tick } from '../../packages/web/app/dashboard-model.js';
 import { quantileMs } from '../../packages/server/src/net/api/instances.js';
-import { chooseEncoding } from '../../packages/server/src/net/http.js';
+import { chooseEncoding } from '../../packages/server/src/net/static-files.js';
 
 /*
  * The protocol package and the client core are pure (they run unchanged in a browser), and the

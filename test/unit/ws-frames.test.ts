@@ -1,7 +1,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { encodeFrames } from '../../packages/server/src/net/http.js';
+import { encodeFrames } from '../../packages/server/src/net/websocket.js';
 
 // ws's frame parser (untyped in @types/ws): the same code a Node WebSocket client decodes with.
 interface FrameReceiver {

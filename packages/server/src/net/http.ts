@@ -1,25 +1,15 @@
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
-import { LineError } from '@parley/protocol';
 import type { ChatNode } from '../core/node.js';
-import type { Transport } from '../core/session.js';
-import { REFUSAL_TEXT, forwardedAddress, type Door } from './door.js';
+import { forwardedAddress, type Door } from './door.js';
 import { createListener } from './tls.js';
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import type { FastifyReply } from 'fastify';
-import { WEB_ROOT, compressed } from '@parley/web';
 import { ApiError, apiRoutes, registerDocumented, route, useZodRoutes, type ApiDeps } from './api/index.js';
 import { instancesRoute } from './api/instances.js';
 import { LiveFeed, liveRoute } from './api/live.js';
-
-export const WS_TEXT = 'text.ircv3.net';
-export const WS_BINARY = 'binary.ircv3.net';
+import { sendStatic, staticFiles } from './static-files.js';
+import { acceptWebSockets } from './websocket.js';
 
 export interface HttpDeps {
   node: ChatNode;
@@ -64,8 +54,9 @@ const StatsSchema = z.object({
 /**
  * The HTTP side of an instance: health, readiness, Prometheus metrics, the JSON API (instance
  * statistics, and in net/api the cluster's QoS classes, shards, rooms and configuration), its
- * generated OpenAPI document, the browser client, and the IRCv3 WebSocket binding on the same
- * port (one IRC line per frame). Every route is declared with `route()` (net/api/route.ts).
+ * generated OpenAPI document, the browser client (static-files.ts), and the IRCv3 WebSocket
+ * binding on the same port (websocket.ts: one IRC line per frame). Every route is declared with
+ * `route()` (net/api/route.ts).
  */
 export function createHttpServer(deps: HttpDeps): FastifyInstance {
   const { node } = deps;
@@ -115,50 +106,7 @@ export function createHttpServer(deps: HttpDeps): FastifyInstance {
     apiRoutes(scoped, deps.api);
   });
 
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: 64 * 1024,
-    handleProtocols: (protocols: Set<string>) => (protocols.has(WS_TEXT) ? WS_TEXT : protocols.has(WS_BINARY) ? WS_BINARY : false),
-  });
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (node.draining) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
-      return;
-    }
-    // A browser says which page opens the socket: only listed origins may drive a user's session.
-    const origin = req.headers.origin;
-    if (!door.originAllowed(origin)) {
-      node.log.debug({ origin }, 'WebSocket from a foreign origin refused');
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n\r\nthis origin may not connect here');
-      return;
-    }
-    const address = clientAddress(req, door);
-    door.admit(address).then(
-      (v) => {
-        if (socket.destroyed) {
-          if (!('refused' in v)) v.release();
-          return;
-        }
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          if ('refused' in v) {
-            // A browser cannot read the status of a refused upgrade: say why in IRC, then close.
-            ws.send(`ERROR :Closing Link: ${address} (${REFUSAL_TEXT[v.refused]})`);
-            ws.close(1008, 'too many connections');
-            return;
-          }
-          attach(node, door, ws, socket, req, address, v.release);
-        });
-      },
-      (err: Error) => {
-        node.log.error({ err: err.message }, 'admitting a WebSocket failed');
-        socket.destroy();
-      },
-    );
-  });
-  app.addHook('onClose', async () => {
-    for (const c of wss.clients) c.terminate();
-    wss.close();
-  });
+  acceptWebSockets(app, node, door, (req) => clientAddress(req, door));
   return app;
 }
 
@@ -256,117 +204,6 @@ function instanceRoutes(app: FastifyInstance, deps: HttpDeps): void {
   });
 }
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-};
-
-interface StaticFile {
-  name: string;
-  type: string;
-  identity: Buffer;
-  gzip: Buffer;
-  br: Buffer;
-  /** the content's hash: one ETag per encoding, `"<hash>"`, `"<hash>-gzip"`, `"<hash>-br"` */
-  hash: string;
-}
-
-/** Paths served besides `/<file name>`. */
-const ALIASES: Record<string, string[]> = { 'index.html': ['/'], 'dashboard.html': ['/dashboard'], 'config.html': ['/config'] };
-
-function staticFiles(): Map<string, StaticFile> {
-  const files = new Map<string, StaticFile>();
-  for (const name of readdirSync(WEB_ROOT)) {
-    const type = TYPES[path.extname(name)];
-    if (!type) continue;
-    const identity = readFileSync(path.join(WEB_ROOT, name));
-    const file = { name, type, identity, ...compressed(identity), hash: createHash('sha256').update(identity).digest('base64url').slice(0, 22) };
-    files.set(`/${name}`, file);
-    for (const alias of ALIASES[name] ?? []) files.set(alias, file);
-  }
-  return files;
-}
-
-type Encoding = 'br' | 'gzip' | 'identity';
-
-/**
- * The encoding to send for an `Accept-Encoding` header (RFC 9110 12.5.3): brotli, else gzip,
- * else none, each only when the client accepts it with a non-zero q (`*` stands for those it
- * does not name); identity unless the client refuses it too, which it cannot really.
- */
-export function chooseEncoding(header: string | undefined): Encoding {
-  if (!header) return 'identity';
-  const q = new Map<string, number>();
-  for (const part of header.split(',')) {
-    const [token, ...params] = part.trim().toLowerCase().split(';');
-    if (!token) continue;
-    const qp = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
-    const value = qp === undefined ? 1 : Number(qp.slice(2));
-    q.set(token, Number.isFinite(value) ? value : 0);
-  }
-  const accepts = (e: string): boolean => (q.get(e) ?? q.get('*') ?? 0) > 0;
-  if (accepts('br')) return 'br';
-  if (accepts('gzip')) return 'gzip';
-  return 'identity';
-}
-
-function sendStatic(file: StaticFile, acceptEncoding: string | undefined, ifNoneMatch: string | undefined, reply: FastifyReply): FastifyReply {
-  let enc = chooseEncoding(acceptEncoding);
-  // A tiny file can come out larger compressed.
-  if (enc !== 'identity' && file[enc].length >= file.identity.length) enc = 'identity';
-  const etag = `"${file.hash}${enc === 'identity' ? '' : `-${enc}`}"`;
-  void reply.header('vary', 'Accept-Encoding').header('cache-control', 'no-cache').header('etag', etag);
-  if (ifNoneMatch !== undefined && matches(ifNoneMatch, file.hash)) return reply.status(304).send();
-  if (enc !== 'identity') void reply.header('content-encoding', enc);
-  return reply.type(file.type).send(file[enc]);
-}
-
-/** `If-None-Match` names this content in any encoding (a weak comparison, RFC 9110 13.1.2), or is `*`. */
-function matches(header: string, hash: string): boolean {
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => {
-    const tag = t.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
-    return tag === hash || tag === `${hash}-gzip` || tag === `${hash}-br`;
-  });
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-const OPCODE_TEXT = 0x81; // FIN + text
-const OPCODE_BINARY = 0x82; // FIN + binary
-
-/** Unmasked WebSocket frames (RFC 6455 5.2), one per line, in one buffer. */
-export function encodeFrames(lines: string[], opcode: number): Buffer {
-  let total = 0;
-  const sizes = new Array<number>(lines.length);
-  for (let i = 0; i < lines.length; i++) {
-    const n = Buffer.byteLength(lines[i] as string);
-    sizes[i] = n;
-    total += n + (n < 126 ? 2 : n < 65536 ? 4 : 10);
-  }
-  const buf = Buffer.allocUnsafe(total);
-  let o = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const n = sizes[i] as number;
-    buf[o++] = opcode;
-    if (n < 126) {
-      buf[o++] = n;
-    } else if (n < 65536) {
-      buf[o++] = 126;
-      buf.writeUInt16BE(n, o);
-      o += 2;
-    } else {
-      buf[o++] = 127;
-      buf.writeUInt32BE(Math.floor(n / 2 ** 32), o);
-      buf.writeUInt32BE(n >>> 0, o + 4);
-      o += 8;
-    }
-    o += buf.write(lines[i] as string, o);
-  }
-  return buf;
-}
-
 /** Sockets accepted by the HTTPS listener, with the client address their PROXY header named. */
 const proxied = new WeakMap<object, string>();
 
@@ -388,60 +225,5 @@ export function createHttpsListener(app: FastifyInstance, door: Door, context: (
       app.server.emit('connection', sock);
       sock.resume();
     },
-  });
-}
-
-function attach(node: ChatNode, door: Door, ws: WebSocket, socket: Duplex, req: IncomingMessage, address: string, release: () => void): void {
-  const binary = ws.protocol === WS_BINARY;
-  const transport: Transport = {
-    kind: 'ws',
-    remoteAddress: address,
-    host: door.displayHost(address),
-    secure: (req.socket as { encrypted?: boolean }).encrypted === true,
-    writeLines(lines: string[]): void {
-      if (ws.readyState !== ws.OPEN) return;
-      // One frame per line, all frames of one flush in one buffer and one write. Server frames
-      // are unmasked, so they are plain header + payload; the ws library only writes whole frames
-      // of its own (close, pong) to the same socket, so they cannot interleave with these.
-      socket.write(encodeFrames(lines, binary ? OPCODE_BINARY : OPCODE_TEXT));
-    },
-    bufferedBytes: () => socket.writableLength + ws.bufferedAmount,
-    close: () => ws.close(1000),
-    // A reset, not a close (see tcp.ts), then ws's own clean-up.
-    destroy: () => {
-      if (socket instanceof net.Socket && !socket.destroyed) socket.resetAndDestroy();
-      ws.terminate();
-    },
-  };
-  const s = node.connect(transport);
-  const limits = node.config.limits;
-  const max = limits.tagBytes + limits.lineBytes;
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (data.length > max) {
-      node.lineError(s, new LineError('TOO_LONG', 'line too long'));
-      return;
-    }
-    let text: string;
-    if (isBinary) {
-      try {
-        text = utf8.decode(data);
-      } catch {
-        node.lineError(s, new LineError('BAD_ENCODING', 'invalid UTF-8'));
-        return;
-      }
-    } else {
-      text = data.toString('utf8');
-    }
-    // The binding sends one line per frame without CRLF; tolerate clients that add one.
-    if (text.includes('\n') || text.includes('\r')) {
-      for (const line of text.split(/\r?\n/)) if (line) node.onLine(s, line);
-    } else {
-      node.onLine(s, text);
-    }
-  });
-  ws.on('error', () => undefined);
-  ws.on('close', () => {
-    release();
-    node.disconnected(s, 'Connection closed');
   });
 }
