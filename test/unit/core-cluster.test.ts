@@ -91,6 +91,49 @@ describe('the bus', () => {
     assert.deepEqual(privmsgs(b), ['lost one', 'next one', 'third one']);
     assert.ok((await metric(cl, 1, 'parley_gap_fills_total')) >= 1);
   });
+
+  it('a gap whose fill fails (shard unreachable) is read again later and its message delivered late', async () => {
+    const cl = (cluster = await TestCluster.start(2));
+    const a = await cl.client(0, 'la');
+    const b = await cl.client(1, 'lb');
+    await a.cmd('JOIN #late');
+    await b.cmd('JOIN #late');
+    const hub = cl.hub as unknown as { take: (t: string, p: string) => void };
+    const take = hub.take.bind(cl.hub);
+    let lost = 0;
+    hub.take = (topic, payload) => {
+      if (lost === 0 && payload.includes('lost one')) {
+        lost++;
+        return;
+      }
+      take(topic, payload);
+    };
+    // The first read of the gap fails, as a read of a shard that is down does.
+    const store = cl.store as unknown as { after: (...args: unknown[]) => Promise<unknown> };
+    const after = store.after.bind(cl.store);
+    let failedReads = 0;
+    store.after = (...args: unknown[]) => {
+      if (failedReads === 0) {
+        failedReads++;
+        return Promise.reject(new Error('shard 0 is unavailable'));
+      }
+      return after(...args);
+    };
+    // The payload of the tick with 'lost one' (and what shares its tick) never arrives.
+    await a.cmd('PRIVMSG #late :lost one');
+    await a.cmd('PRIVMSG #late :next one');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await a.cmd('PRIVMSG #late :third one');
+    await b.seen((m) => text(m) === 'third one', 3000);
+    assert.equal(lost, 1);
+    assert.equal(failedReads, 1);
+    const early = privmsgs(b);
+    assert.equal(early[early.length - 1], 'third one', 'what was held goes out without waiting for the retry');
+    await b.seen((m) => text(m) === 'lost one', 5000);
+    await b.seen((m) => text(m) === 'next one', 5000);
+    const all = privmsgs(b);
+    assert.deepEqual([...all].sort(), ['lost one', 'next one', 'third one'], 'every message once');
+  });
 });
 
 describe('clean-ups', () => {

@@ -30,6 +30,8 @@ const FANOUT_SAMPLE = 8;
 /** Rows one gap fill or catch-up reads from the store at most, per room. */
 const FILL_PAGE = 1000;
 const CATCH_UP_PAGES = 5;
+/** reads of a gap whose fill failed, before members here are left to fill it from history */
+const LATE_FILL_ATTEMPTS = 5;
 
 /** Builds the shared line of a stored message; `tag` is the room's msgid tag (`roomTag(room)`). */
 export function storedLine(tag: string, seq: number, time: number, rest: string, clientTags: string): Outgoing {
@@ -302,9 +304,36 @@ export class Rooms implements RoomEvents {
   }
 
   gap(room: LocalRoom, from: number, to: number): void {
-    this.fill(room, from - 1, to, 1)
-      .catch((err: Error) => this.o.log.warn({ err: err.message, room: room.key }, 'filling a gap from the store failed'))
-      .finally(() => room.release());
+    this.fill(room, from - 1, to, 1).then(
+      () => room.release(),
+      (err: Error) => {
+        this.o.log.warn({ err: err.message, room: room.key, from, to }, 'filling a gap from the store failed; trying again later');
+        // What is held goes out now; the missing ones are delivered late when a later read finds them.
+        room.release();
+        this.fillLate(room, from, to, 1);
+      },
+    );
+  }
+
+  /**
+   * Reads skipped sequence numbers `from`..`to` again after a failed gap fill (the shard was down
+   * or slow), backing off (1, 2, 4, 8, 16 s); the room delivers each one it still misses, late.
+   * Only after a failed read, so never on the message path.
+   */
+  private fillLate(room: LocalRoom, from: number, to: number, attempt: number): void {
+    if (attempt > LATE_FILL_ATTEMPTS) {
+      this.o.log.warn({ room: room.key, from, to }, 'gave up filling a gap from the store: members here miss these messages live (they are in history)');
+      return;
+    }
+    const timer = setTimeout(() => {
+      // The room closed here meanwhile (its last local member left): nobody to deliver to.
+      if (this.map.get(room.key) !== room) return;
+      this.fill(room, from - 1, to, CATCH_UP_PAGES).then(
+        () => this.o.log.info({ room: room.key, from, to, attempt }, 'gap filled from the store, late'),
+        () => this.fillLate(room, from, to, attempt + 1),
+      );
+    }, 1000 * 2 ** (attempt - 1));
+    timer.unref();
   }
 
   /** Commit → delivery latency, sampled (one message in FANOUT_SAMPLE): a histogram observation per message costs more than the rest of the delivery bookkeeping. */
