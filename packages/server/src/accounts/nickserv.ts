@@ -3,7 +3,7 @@ import { logIn, logOut } from '../core/commands/accounts.js';
 import { lower } from '../core/names.js';
 import type { Responder } from '../core/reply.js';
 import type { Session } from '../core/session.js';
-import { NICKSERV_SOURCE } from '../core/users.js';
+import { NICKSERV_SOURCE } from '../core/nick-reservation.js';
 
 const HELP = [
   'NickServ registers accounts and logs you in to them. Commands:',

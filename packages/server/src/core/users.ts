@@ -7,11 +7,13 @@ import type { ClusterBus } from './bus.js';
 import { Cap } from './caps.js';
 import { topics, type DirectEnvelope, type KillEnvelope, type UserEventEnvelope } from './envelope.js';
 import { lower } from './names.js';
-import { RPL, numericLine } from './replies.js';
+import { NickReservation } from './nick-reservation.js';
 import { Outgoing } from './outgoing.js';
 import { eventLine, type Rooms } from './rooms.js';
 import type { Responder } from './reply.js';
 import type { Session } from './session.js';
+import { UserRecovery } from './user-recovery.js';
+import { Watchers } from './watchers.js';
 
 export interface UsersOptions {
   instanceId: string;
@@ -27,9 +29,6 @@ export interface UsersOptions {
   drop: (s: Session, reason: string) => void;
 }
 
-/** The pseudo-user whose notices tell about nick reservation (accounts/nickserv.ts answers it). */
-export const NICKSERV_SOURCE = 'NickServ!NickServ@services.parley';
-
 /**
  * The users of this instance and their place in the cluster: nick claims and renames (with the
  * nick's bus topic, subscribed before the nick is visible so no direct message is missed),
@@ -39,7 +38,9 @@ export const NICKSERV_SOURCE = 'NickServ!NickServ@services.parley';
  * Ordering rule: a session's clean-up runs after the blocking command it has in flight (a NICK,
  * a JOIN), so a nick changed while the connection drops is released under its new name; and each
  * claim is released exactly once (`Session.claimed`). A periodic reconcile releases nicks that
- * the cluster still lists for this instance but no session holds.
+ * the cluster still lists for this instance but no session holds (that and the other clean-ups
+ * after failures are in user-recovery.ts). MONITOR is in watchers.ts, the grace period of a
+ * registered nick in nick-reservation.ts.
  */
 export class Users {
   /** registered, connected users by lower-case nick */
@@ -47,10 +48,21 @@ export class Users {
   /** every session whose nick the cluster state holds (registered or still cleaning up) */
   private readonly claims = new Map<string, Session>();
   private readonly releasing = new Set<Promise<void>>();
-  /** MONITOR: lower-case nick → the local sessions watching it */
-  private readonly watchers = new Map<string, Set<Session>>();
+  private readonly watchers: Watchers;
+  private readonly reservation: NickReservation;
+  private readonly recovery: UserRecovery;
 
-  constructor(private readonly o: UsersOptions) {}
+  constructor(private readonly o: UsersOptions) {
+    this.watchers = new Watchers(o.serverName);
+    this.reservation = new NickReservation({
+      accounts: o.accounts, config: o.config, log: o.log, rename: (s, nick) => this.rename(s, nick, s),
+    });
+    this.recovery = new UserRecovery({
+      instanceId: o.instanceId, serverName: o.serverName, state: o.state, bus: o.bus, log: o.log, config: o.config,
+      claimed: (nickKey) => this.claims.has(nickKey), local: () => [...this.byNick.values()],
+      announce: (rooms, rest) => this.announce(rooms, rest),
+    });
+  }
 
   get size(): number {
     return this.byNick.size;
@@ -135,9 +147,9 @@ export class Users {
 
   /** The connection is gone: leave the local rooms now, release the nick after the command in flight. */
   disconnected(s: Session, reason: string): void {
-    this.clearGrace(s);
+    this.reservation.clear(s);
     s.sasl = null;
-    this.unwatchAll(s);
+    this.watchers.unwatchAll(s);
     if (s.registered && this.byNick.get(s.nickKey) === s) {
       this.byNick.delete(s.nickKey);
       this.o.metrics.users.dec();
@@ -174,7 +186,7 @@ export class Users {
    */
   announce(roomKeys: string[], rest: string, self?: Session, r?: Responder): void {
     const out = eventLine(rest);
-    this.observe(rest);
+    this.watchers.observe(rest);
     if (self && r && !self.closed) r.send(out.lineFor(self.caps));
     this.deliverUserEvent(roomKeys, out, self);
     const env: UserEventEnvelope = { k: 'u', o: '', rooms: roomKeys, t: out.time, ms: out.timeMs, i: out.msgid, l: out.rest };
@@ -183,7 +195,7 @@ export class Users {
 
   remoteUserEvent(env: UserEventEnvelope): void {
     if (env.rooms.length === 0 && /^:\S+ WALLOPS :/.test(env.l)) return this.deliverWallops(new Outgoing(env.l, env.ms, env.t, env.i, ''));
-    this.observe(env.l);
+    this.watchers.observe(env.l);
     this.deliverUserEvent(env.rooms, new Outgoing(env.l, env.ms, env.t, env.i, ''), undefined, env.c ?? 0);
   }
 
@@ -255,51 +267,19 @@ export class Users {
     await this.o.state.updateUser(s.nick, { modes });
   }
 
-  // ---- MONITOR --------------------------------------------------------------------------------
+  // ---- MONITOR (watchers.ts) ----------------------------------------------------------------
 
   /** `s` watches `nickKey`; false when its list is full. */
   watch(s: Session, nickKey: string, max: number): boolean {
-    if (s.monitors.has(nickKey)) return true;
-    if (s.monitors.size >= max) return false;
-    s.monitors.add(nickKey);
-    let set = this.watchers.get(nickKey);
-    if (!set) this.watchers.set(nickKey, (set = new Set()));
-    set.add(s);
-    return true;
+    return this.watchers.watch(s, nickKey, max);
   }
 
   unwatch(s: Session, nickKey: string): void {
-    s.monitors.delete(nickKey);
-    const set = this.watchers.get(nickKey);
-    set?.delete(s);
-    if (set?.size === 0) this.watchers.delete(nickKey);
+    this.watchers.unwatch(s, nickKey);
   }
 
   unwatchAll(s: Session): void {
-    for (const k of [...s.monitors]) this.unwatch(s, k);
-  }
-
-  /**
-   * MONITOR notices from the user events every instance sees: a QUIT (offline), a NICK (the old
-   * nick offline, the new one online; a NICK to the same nick is a sign-on).
-   */
-  private observe(rest: string): void {
-    if (this.watchers.size === 0) return;
-    const m = /^:(([^! ]+)!\S+) (QUIT|NICK)(?: :?(\S+))?/.exec(rest);
-    if (!m) return;
-    const [, source = '', nick = '', command, arg = ''] = m;
-    if (command === 'QUIT') return this.notifyWatchers(nick, null);
-    if (lower(arg) !== lower(nick)) this.notifyWatchers(nick, null);
-    this.notifyWatchers(arg, `${arg}${source.slice(nick.length)}`);
-  }
-
-  private notifyWatchers(nick: string, source: string | null): void {
-    const set = this.watchers.get(lower(nick));
-    if (!set) return;
-    const server = this.o.serverName;
-    for (const s of set) {
-      s.write(source ? numericLine(server, s.nick, RPL.MONONLINE, [source]) : numericLine(server, s.nick, RPL.MONOFFLINE, [nick]));
-    }
+    this.watchers.unwatchAll(s);
   }
 
   // ---- accounts ----------------------------------------------------------------------------
@@ -324,59 +304,9 @@ export class Users {
     this.checkReservation(s);
   }
 
-  /**
-   * A registered nick held by a session not logged in to its account: NickServ says so, and
-   * after `accounts.nickGraceSeconds` the session is renamed to a guest nick unless it logged in
-   * or changed nick meanwhile. One timer per session: a new check replaces the old one. Never
-   * rejects (a failed account lookup leaves the nick alone).
-   */
+  /** A registered nick held by a session not logged in to its account: see nick-reservation.ts. */
   checkReservation(s: Session): void {
-    if (!s.registered || s.closed) return;
-    const key = s.nickKey;
-    if (s.account && s.account.toLowerCase() === key) {
-      this.clearGrace(s);
-      return;
-    }
-    if (s.nickGrace?.nickKey === key) return;
-    this.clearGrace(s);
-    this.o.accounts.get(s.nick).then(
-      (rec) => {
-        if (!rec || s.closed || s.nickKey !== key || s.nickGrace?.nickKey === key) return;
-        if (s.account && s.account.toLowerCase() === key) return;
-        const secs = this.o.config().accounts.nickGraceSeconds;
-        s.write(`:${NICKSERV_SOURCE} NOTICE ${s.nick} :This nickname is registered. Identify with /msg NickServ IDENTIFY <password> within ${secs} seconds or your nick will be changed.`);
-        const timer = setTimeout(() => this.graceOver(s, key), secs * 1000);
-        timer.unref();
-        s.nickGrace = { nickKey: key, timer };
-      },
-      (err: Error) => this.o.log.warn({ err: err.message, nick: s.nick }, 'nick reservation check failed'),
-    );
-  }
-
-  private clearGrace(s: Session): void {
-    if (!s.nickGrace) return;
-    clearTimeout(s.nickGrace.timer);
-    s.nickGrace = null;
-  }
-
-  /** The grace period ended: rename to `Guest<digits>`, after the command the session has in flight. */
-  private graceOver(s: Session, key: string): void {
-    if (s.nickGrace?.nickKey !== key) return;
-    s.nickGrace = null;
-    const rename = async (): Promise<void> => {
-      if (s.current) await s.current;
-      if (s.closed || s.nickKey !== key || (s.account && s.account.toLowerCase() === key)) return;
-      const len = Math.min(6, this.o.config().limits.nickLen - 5);
-      for (let attempt = 0; attempt < 10; attempt++) {
-        const guest = `Guest${String(Math.floor(Math.random() * 10 ** len)).padStart(len, '0')}`;
-        if (await this.rename(s, guest, s)) {
-          s.write(`:${NICKSERV_SOURCE} NOTICE ${s.nick} :Your nick was changed: ${key} is registered to another account.`);
-          return;
-        }
-      }
-      this.o.log.warn({ nick: s.nick }, 'no guest nick was free for a reserved nick');
-    };
-    rename().catch((err: Error) => this.o.log.warn({ err: err.message, nick: s.nick }, 'renaming a reserved nick failed'));
+    this.reservation.check(s);
   }
 
   /** Closes the session holding `nickKey`, on whichever instance holds it (NickServ GHOST). */
@@ -395,92 +325,25 @@ export class Users {
     if (s) this.o.drop(s, env.l);
   }
 
-  // ---- cluster membership ------------------------------------------------------------------
+  // ---- cluster membership (user-recovery.ts) ------------------------------------------------
 
-  /**
-   * Another instance is gone (its lease expired or it stopped without cleaning up). One instance
-   * wins the right to clean up: its users leave their channels with a QUIT everyone sees.
-   */
-  async reapInstance(inst: string): Promise<void> {
-    if (inst === this.o.instanceId) return;
-    this.o.bus.forgetInstance(inst);
-    if (!(await this.o.state.claimReap(inst))) return;
-    await this.releaseInstanceUsers(inst);
+  /** Another instance is gone: one instance in the cluster releases its users, with a QUIT everyone sees. */
+  reapInstance(inst: string): Promise<void> {
+    return this.recovery.reapInstance(inst);
   }
 
   /** At start: users a previous process with this same instance id left behind are not connected. */
-  async recoverOwnId(): Promise<void> {
-    await this.releaseInstanceUsers(this.o.instanceId);
+  recoverOwnId(): Promise<void> {
+    return this.recovery.recoverOwnId();
   }
 
-  private async releaseInstanceUsers(inst: string): Promise<void> {
-    const nicks = await this.o.state.instanceUsers(inst);
-    this.o.log.info({ instance: inst, users: nicks.length }, 'cleaning up after a lost instance');
-    for (const nick of nicks) await this.releaseNick(nick, inst, '*.net *.split');
-    await this.o.state.forgetInstance(inst);
+  /** Releases the nicks the cluster state lists for this instance that no session holds; how many. */
+  reconcile(): Promise<number> {
+    return this.recovery.reconcile();
   }
 
-  private async releaseNick(nick: string, inst: string, reason: string): Promise<void> {
-    const u = await this.o.state.getUser(nick);
-    const rooms = await this.o.state.releaseUser(nick, inst);
-    if (u) this.announce(rooms, `:${u.nick}!${u.user}@${u.host} QUIT :${reason}`);
-  }
-
-  /**
-   * Nicks the cluster state lists for this instance that no session holds (a clean-up that failed
-   * while Redis was away, a race): released with a QUIT.
-   */
-  async reconcile(): Promise<number> {
-    const held = await this.o.state.instanceUsers(this.o.instanceId);
-    let released = 0;
-    for (const nick of held) {
-      if (this.claims.has(nick)) continue;
-      const u = await this.o.state.getUser(nick);
-      // A claim or rename may have completed while we read: look again after the round trip.
-      if (this.claims.has(nick) || !u || u.inst !== this.o.instanceId) continue;
-      const rooms = await this.o.state.releaseUser(nick, this.o.instanceId);
-      this.announce(rooms, `:${u.nick}!${u.user}@${u.host} QUIT :Connection closed`);
-      released++;
-    }
-    if (released) this.o.log.warn({ released }, 'released nicks no session of this instance held');
-    return released;
-  }
-
-  /**
-   * After this instance lost its lease (the others may have released its users) or Redis came
-   * back (it may have lost its data): puts every local user back into the cluster state; one
-   * whose nick was taken meanwhile is dropped with `drop`.
-   */
-  async reassert(drop: (s: Session) => void): Promise<void> {
-    // A clean-up of this instance still running would release what is put back now: let it finish.
-    for (let i = 0; i < 100 && (await this.o.state.reapInProgress(this.o.instanceId)); i++) await new Promise((r) => setTimeout(r, 100));
-    await this.o.state.addInstance(this.o.instanceId);
-    const max = this.o.config().limits.channelsPerUser;
-    for (const s of [...this.byNick.values()]) {
-      if (s.closed) continue;
-      if (!(await this.reclaimNick(s))) {
-        drop(s);
-        continue;
-      }
-      for (const room of s.rooms.values()) await this.o.state.join(room.key, room.name, s.nick, max);
-    }
-  }
-
-  /**
-   * Claims a local user's nick again. A reaper may be releasing it at the same moment (the claim
-   * finds it still held, then it is gone), so a vanished holder means: try again.
-   */
-  private async reclaimNick(s: Session): Promise<boolean> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const claimed = await this.o.state.claimNick({
-        nick: s.nick, user: s.user, host: s.host, realname: s.realname, inst: this.o.instanceId,
-        server: this.o.serverName, away: s.away, signon: s.connectedAt, account: s.account, conn: s.conn,
-      });
-      if (claimed) return true;
-      const holder = await this.o.state.getUser(s.nick);
-      if (holder?.inst === this.o.instanceId) return true;
-      if (holder) return false;
-    }
-    return false;
+  /** Puts every local user back into the cluster state; one whose nick was taken meanwhile is dropped with `drop`. */
+  reassert(drop: (s: Session) => void): Promise<void> {
+    return this.recovery.reassert(drop);
   }
 }
