@@ -5,21 +5,18 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { InstanceOptions } from './config.js';
 import { EtcdRegistry, EtcdUnavailableError, InvalidConfigError } from './cluster/registry.js';
-import { RedisBroker } from './cluster/broker-redis.js';
 import { RedisClusterState } from './cluster/state-redis.js';
 import { COMMANDS } from './core/commands/table.js';
 import { ChatNode } from './core/node.js';
 import { Metrics } from './metrics.js';
 import { guardProcess, unguardProcess } from './process-guard.js';
-import { createHttpServer } from './net/http.js';
-import { AdminAuth, AdminTokenError, readAdminToken } from './net/api/index.js';
+import { createHttpServer, createHttpsListener } from './net/http.js';
+import { AdminAuth } from './net/api/index.js';
 import { InstanceSampler } from './net/api/instances.js';
 import { createTcpServer } from './net/tcp.js';
 import { Door } from './net/door.js';
-import { TlsConfigError, TlsFiles } from './net/tls.js';
-import { createHttpsListener } from './net/http.js';
-import { sealedBroker } from './core/bus.js';
-import { EtcdShardDirectory, ShardedStore } from './store/index.js';
+import type { TlsFiles } from './net/tls.js';
+import { EtcdShardDirectory, type ShardedStore } from './store/index.js';
 import { PgAccountStore } from './accounts/store-pg.js';
 import { BacklogAdmission } from './core/admission.js';
 import { closeRedis } from './cluster/broker-redis.js';
@@ -29,19 +26,19 @@ import { RedisQosCounters, type QosCounterStore } from './qos/counters.js';
 import { QosDirectory } from './qos/directory.js';
 import { EtcdQosFeed } from './qos/directory-etcd.js';
 import { QosOutcomes } from './qos/outcomes.js';
-import { Redis } from 'ioredis';
-import { readSecretFile, SecretFileError, urlWithPassword } from './secrets.js';
-import { registerShards as registerShardUrls, resolveQosClass, withTimeout } from '@parley/contracts';
-
-/** A startup problem the operator must fix; `main` prints its message as one line. */
-export class StartupError extends Error {}
+import type { Redis } from 'ioredis';
+import { urlWithPassword } from './secrets.js';
+import { StartupError, firstLine, readStartupFiles } from './startup.js';
+import { createBroker, createStore, qosConnection } from './wiring.js';
+import { registerShards as registerShardUrls, withTimeout } from '@parley/contracts';
 
 const REGISTRY_UPDATE_MS = 5000;
 const RECONCILE_EVERY = 6; // registry updates, i.e. every 30 s
 
 /**
  * One Parley instance: wires the registry (etcd), cluster state and broker (Redis), the message
- * store (PostgreSQL shards) and the chat node to the TCP and HTTP/WebSocket listeners.
+ * store (PostgreSQL shards) and the chat node to the TCP and HTTP/WebSocket listeners (the
+ * backends are built in wiring.ts, the files read at start in startup.ts).
  * `start` and `close` are idempotent; `close` stops accepting, tells clients to reconnect,
  * releases their nicks and channels, deregisters, and closes the backends in that order.
  */
@@ -90,46 +87,11 @@ export class ParleyServer {
   private async doStart(): Promise<void> {
     const o = this.opts;
     guardProcess(this.metrics, this.log);
-    let adminToken: string | null = null;
-    try {
-      adminToken = o.adminTokenFile === undefined ? null : readAdminToken(o.adminTokenFile);
-    } catch (err) {
-      if (err instanceof AdminTokenError) throw new StartupError(err.message);
-      throw err;
-    }
-    // Backend credentials from files (never the command line); the URLs logged and stored stay without them.
-    let secrets: { redis?: string; pg?: string; etcd?: string };
-    try {
-      secrets = {
-        ...(o.redisPasswordFile !== undefined ? { redis: readSecretFile(o.redisPasswordFile, 'Redis password') } : {}),
-        ...(o.pgPasswordFile !== undefined ? { pg: readSecretFile(o.pgPasswordFile, 'PostgreSQL password') } : {}),
-        ...(o.etcdPasswordFile !== undefined ? { etcd: readSecretFile(o.etcdPasswordFile, 'etcd password') } : {}),
-      };
-    } catch (err) {
-      if (err instanceof SecretFileError) throw new StartupError(err.message);
-      throw err;
-    }
+    const { adminToken, secrets, clusterKey, tlsFiles } = readStartupFiles(o, this.log, (pair) => {
+      for (const set of this.tlsContexts) set(pair);
+    });
+    this.tlsFiles = tlsFiles;
     const redisUrl = urlWithPassword(o.redis, secrets.redis);
-    let clusterKey: Buffer | null = null;
-    let tlsFiles: TlsFiles | null = null;
-    try {
-      // The file's first line, as text: every instance given the same file derives the same key.
-      if (o.clusterKeyFile !== undefined) clusterKey = Buffer.from(readSecretFile(o.clusterKeyFile, 'cluster key'));
-      if ((o.tlsPort !== undefined || o.httpsPort !== undefined) && (o.tlsCert === undefined || o.tlsKey === undefined)) {
-        throw new StartupError('--tls-port and --https-port need --tls-cert and --tls-key');
-      }
-      if (o.tlsCert !== undefined && o.tlsKey !== undefined) {
-        tlsFiles = this.tlsFiles = new TlsFiles({
-          certFile: o.tlsCert, keyFile: o.tlsKey, log: this.log,
-          changed: (pair) => {
-            for (const set of this.tlsContexts) set(pair);
-          },
-        });
-      }
-    } catch (err) {
-      if (err instanceof SecretFileError || err instanceof TlsConfigError) throw new StartupError(err.message);
-      throw err;
-    }
     const etcdPrefix = `/${o.prefix}`;
     this.registry = new EtcdRegistry(o.etcd, etcdPrefix, o.leaseSeconds, {
       config: (cfg) => this.node?.applyConfig(cfg),
@@ -167,33 +129,8 @@ export class ParleyServer {
     if (directory.shards().length === 0) {
       throw new StartupError(`no PostgreSQL shard is configured under ${etcdPrefix}/shards/: pass --pg URL (or put a shard entry in etcd)`);
     }
-    this.store = new ShardedStore({
-      directory,
-      ...(secrets.pg !== undefined ? { password: secrets.pg } : {}),
-      idleMs: o.pgIdleSeconds * 1000,
-      // A shard's pool: its class's poolSize (the class its entry names, else `default`), else the entry's, else --pg-pool-size.
-      classPoolSize: (info) => resolveQosClass(qosDirectory.classes, undefined, directory.shardClass(info.id)).cls?.poolSize,
-      logger: this.log,
-      onBatch: (rows, ms) => {
-        this.metrics.persistBatchSize.observe(rows);
-        this.metrics.persistLatency.observe(ms / 1000);
-      },
-      events: {
-        shardDown: (shard, cause) => {
-          this.metrics.shardsDown.inc();
-          this.downShards.set(shard, cause.message);
-          this.log.warn({ shard, err: cause.message }, 'shard down: its rooms fail at once until it answers');
-        },
-        shardUp: (shard, downMs) => {
-          this.metrics.shardsDown.dec();
-          this.downShards.delete(shard);
-          this.log.info({ shard, downMs }, 'shard back');
-        },
-        lateCommit: (shard, messages) => {
-          this.metrics.lateCommits.inc(messages.length);
-          this.log.error({ shard, messages: messages.length }, 'messages answered with an error were committed after all');
-        },
-      },
+    this.store = createStore({
+      directory, qosDirectory, opts: o, password: secrets.pg, metrics: this.metrics, downShards: this.downShards, log: this.log,
     });
     try {
       await this.store.start();
@@ -219,12 +156,7 @@ export class ParleyServer {
       instanceId: this.id, serverName: o.serverName, config, state: this.state, store: this.store,
       // Accounts are pinned to shards like rooms (`acct:<name>`), through the same directory.
       accounts: (this.accounts = new PgAccountStore({ directory, ...(secrets.pg !== undefined ? { password: secrets.pg } : {}) })),
-      broker: clusterKey === null
-        ? (handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log)
-        : sealedBroker((handler) => new RedisBroker(redisUrl, o.prefix, handler, this.log), {
-          key: clusterKey, instanceId: this.id,
-          rejected: (topic, bytes) => this.busRejected(topic, bytes),
-        }),
+      broker: createBroker({ redisUrl, prefix: o.prefix, clusterKey, instanceId: this.id, metrics: this.metrics, log: this.log }),
       commands: COMMANDS, metrics: this.metrics, log: this.log,
       admission, outcomes: new QosOutcomes(qosDirectory, counters, (shard) => this.metrics.shardSeries(shard)),
     });
@@ -315,22 +247,6 @@ export class ParleyServer {
   }
 
   private readonly tlsContexts: ((pair: { cert: Buffer; key: Buffer }) => void)[] = [];
-  private busRejectedCount = 0;
-  private busRejectedLoggedAt = 0;
-
-  /**
-   * A bus payload without a valid cluster-key MAC: a forgery, or an instance with another key.
-   * Counted as a bus error; logged at most every 10 s, so a flood cannot fill the log.
-   */
-  private busRejected(topic: string, bytes: number): void {
-    this.metrics.busErrors.inc();
-    this.busRejectedCount++;
-    const now = Date.now();
-    if (now - this.busRejectedLoggedAt < 10_000) return;
-    this.busRejectedLoggedAt = now;
-    this.log.warn({ topic, bytes, dropped: this.busRejectedCount }, 'bus payload without a valid cluster-key MAC dropped (a forgery, or an instance with another --cluster-key-file)');
-    this.busRejectedCount = 0;
-  }
 
   private reap(id: string): void {
     this.node.reapInstance(id).catch((err: Error) => this.log.error({ err: err.message, instance: id }, 'clean-up of a lost instance failed'));
@@ -393,36 +309,4 @@ export class ParleyServer {
     unguardProcess(this.metrics);
     this.log.info('closed');
   }
-}
-
-/**
- * The connection of the QoS buckets and counters: no offline queue and no retries (a call while
- * Redis is away fails at once, and the QoS step admits: fail open), and a short command timeout
- * (a frozen Redis holds a tick's messages for at most 500 ms).
- */
-function qosConnection(url: string, log: Logger): Redis {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: 500,
-    retryStrategy: (times) => Math.min(times * 50, 1000),
-    connectionName: 'parley-qos',
-  });
-  let last = '';
-  redis.on('error', (err: Error) => {
-    // ioredis repeats the same error on every reconnection attempt: say it once per outage.
-    log[last === err.message ? 'debug' : 'warn']({ err: err.message }, 'redis QoS connection error');
-    last = err.message;
-  });
-  redis.on('ready', () => {
-    last = '';
-  });
-  return redis;
-}
-
-function firstLine(err: unknown): string {
-  const m = err instanceof Error ? err.message : String(err);
-  return m.split('\n')[0]?.slice(0, 300) ?? m;
 }
