@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Etcd3 } from 'etcd3';
 import { parseMsgid, type IrcMessage } from '@parley/protocol';
 import { IrcClient } from '@parley/client';
+import { etcdKeys } from '@parley/contracts';
 import { startServices, uniqueName, type Services } from '../harness/index.js';
 import { seen } from '../harness/irc.js';
 import { CONFIG_APPLIED } from '../harness/logs.js';
@@ -146,6 +147,38 @@ describe('configuration', () => {
         const motd = (await (await client(p, `motd${p.id}`)).connect()).motd;
         assert.ok(motd.some((l) => l.includes('changed live')), `MOTD on ${p.id} was ${JSON.stringify(motd)}`);
       }
+    } finally {
+      etcd.close();
+    }
+  });
+});
+
+describe('a registration that lapses', () => {
+  it('is not taken for a dead instance when it is back within a lease: its users stay', async () => {
+    const watcher = await client(a, 'lapsew');
+    const lapser = await client(b, 'lapser');
+    await watcher.request('JOIN #lapse');
+    await lapser.request('JOIN #lapse');
+    await seen(watcher, (m) => m.command === 'JOIN' && m.source?.startsWith('lapser!') === true);
+    const quits: IrcMessage[] = [];
+    watcher.on('message', (m) => {
+      if (m.command === 'QUIT') quits.push(m);
+    });
+    const etcd = new Etcd3({ hosts: services.etcd!.endpoint });
+    try {
+      // What a stalled instance looks like from outside: its key expires with its lease, then it
+      // registers again (here: put back under its own lease, as its next keep-alive would).
+      const key = etcdKeys(prefix).instance('b');
+      const kv = (await etcd.get(key).exec()).kvs[0];
+      assert.ok(kv, 'b is registered');
+      const since = a.logs.mark();
+      await etcd.delete().key(key);
+      await etcd.put(key).value(kv.value).lease(kv.lease.toString());
+      await a.logs.waitForMsg('an instance whose registration lapsed registered again: not cleaned up', { since, timeoutMs: 10_000 });
+      await lapser.request('PRIVMSG #lapse :still here');
+      await seen(watcher, isPrivmsg('still here'), 5_000);
+      assert.deepEqual(quits.map((m) => m.source), [], 'nobody was made to QUIT');
+      assert.equal(a.logs.entries.slice(since).filter((e) => e.msg === 'cleaning up after a lost instance').length, 0, 'b was not cleaned up');
     } finally {
       etcd.close();
     }

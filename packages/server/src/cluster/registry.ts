@@ -35,6 +35,8 @@ export class EtcdRegistry {
   private watchers: Watcher[] = [];
   private closed = false;
   private regrantTimer: NodeJS.Timeout | null = null;
+  /** instances whose registration disappeared, waiting one lease before they count as gone */
+  private readonly gone = new Map<string, NodeJS.Timeout>();
   config: ClusterConfig = defaultClusterConfig();
 
   constructor(
@@ -95,7 +97,11 @@ export class EtcdRegistry {
     const inst = await this.client.watch().prefix(this.instancesPrefix).create();
     inst.on('delete', (kv) => {
       const ref = this.keys.parse(kv.key.toString());
-      if (ref?.kind === 'instance' && ref.id !== this.record?.id) this.events.instanceGone(ref.id);
+      if (ref?.kind === 'instance' && ref.id !== this.record?.id) this.goneSoon(ref.id);
+    });
+    inst.on('put', (kv) => {
+      const ref = this.keys.parse(kv.key.toString());
+      if (ref?.kind === 'instance') this.cancelGone(ref.id);
     });
     inst.on('error', (err: Error) => this.log.warn({ err: err.message }, 'instance watch error'));
     this.watchers.push(cfg, inst);
@@ -148,6 +154,39 @@ export class EtcdRegistry {
     this.regrantTimer.unref();
   }
 
+  /**
+   * An instance's registration went away. It is taken for gone only if it has not registered
+   * again one lease later: an instance that missed its keep-alives because its machine stalled
+   * (a busy machine) registers again within about a second, and reaping it meanwhile would QUIT
+   * all its connected users and drop their memberships. So a dead instance is cleaned up about
+   * two leases after it died (three with the lease's own expiry).
+   */
+  private goneSoon(id: string): void {
+    if (this.closed || this.gone.has(id)) return;
+    const timer = setTimeout(() => {
+      this.gone.delete(id);
+      if (this.closed) return;
+      this.client.get(this.instanceKey(id)).string().then(
+        (back) => {
+          if (back !== null || this.closed) return;
+          this.events.instanceGone(id);
+        },
+        // etcd unreachable: the periodic reconcile cleans up once it answers.
+        (err: Error) => this.log.warn({ err: err.message, instance: id }, 'could not confirm that an instance is gone'),
+      );
+    }, this.leaseSeconds * 1000);
+    timer.unref();
+    this.gone.set(id, timer);
+  }
+
+  private cancelGone(id: string): void {
+    const timer = this.gone.get(id);
+    if (!timer) return;
+    clearTimeout(timer);
+    this.gone.delete(id);
+    this.log.info({ instance: id }, 'an instance whose registration lapsed registered again: not cleaned up');
+  }
+
   private instanceKey(id: string): string {
     return this.keys.instance(id);
   }
@@ -172,6 +211,8 @@ export class EtcdRegistry {
     if (this.closed) return;
     this.closed = true;
     if (this.regrantTimer) clearTimeout(this.regrantTimer);
+    for (const t of this.gone.values()) clearTimeout(t);
+    this.gone.clear();
     await Promise.allSettled(this.watchers.map((w) => w.cancel()));
     if (this.lease) await withTimeout(this.lease.revoke(), 2000, 'lease revoke').catch(() => undefined);
     this.client.close();
