@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { GATE_TIMED_OUT } from './connect-gate.js';
 import type { ConnectGate } from './connect-gate.js';
 import type { StoreLogger } from './events.js';
 
@@ -13,6 +14,12 @@ export interface CommitConnection {
 }
 
 export const TIMED_OUT = Symbol('timed out');
+
+/**
+ * Below this much time left before its deadline (or a quarter of the statement timeout, when
+ * that is less), a new connection is not attempted (GATE_TIMED_OUT).
+ */
+export const MIN_CONNECT_MS = 500;
 
 /**
  * Settles with `op`, or with TIMED_OUT once `deadline` (Date.now() scale) passes first, after
@@ -154,14 +161,18 @@ export class CommitSlot {
     if (this.conn && !this.conn.dead) return this.conn;
     this.conn = null;
     if (this.closed) throw new Error(`shard ${this.o.shard} is closed`);
-    const open = (): Promise<CommitConnection> =>
-      openCommitConnection({
+    const open = (): Promise<CommitConnection> => {
+      // A turn that comes too late to connect in time is no attempt: trying would time out and
+      // read as "the shard is down" when only the wait for a turn was long.
+      if (deadline - Date.now() < Math.min(MIN_CONNECT_MS, this.o.statementTimeoutMs / 4)) return Promise.reject(GATE_TIMED_OUT);
+      return openCommitConnection({
         url: this.o.url,
         deadline,
         statementTimeoutMs: this.o.statementTimeoutMs,
         pending: this.connecting,
         onError: (err) => this.o.logger?.warn({ err, shard: this.o.shard }, 'PostgreSQL commit connection failed'),
       });
+    };
     const conn = await (this.o.gate ? this.o.gate.run(deadline, open) : open());
     if (Math.abs(conn.offsetMs) > this.o.offsetWarnMs) {
       this.o.logger?.warn({ shard: this.o.shard, offsetMs: Math.round(conn.offsetMs) }, 'shard clock differs from this instance; commit deadlines are converted');
