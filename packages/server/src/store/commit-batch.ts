@@ -27,7 +27,8 @@ export interface BatchWriterOptions {
  * Writes one batch: one statement, its deadline enforced twice (the shard refuses to COMMIT after
  * deadline − margin on its own clock; here the connection is destroyed at the deadline), and every
  * message of the batch settled with a definitive answer. An answer that was lost (broken
- * connection, deadline) leaves the batch to the fence (ShardHealth) and the shard down.
+ * connection, deadline) leaves the batch to the fence (ShardHealth); a broken connection marks the
+ * shard down, a deadline makes it suspect (checked at once, down only if the check fails).
  */
 export class BatchWriter {
   constructor(private readonly o: BatchWriterOptions) {}
@@ -52,11 +53,20 @@ export class BatchWriter {
     }
     let conn: CommitConnection;
     try {
-      conn = await slot.get(deadline);
+      // The attempt may be shared with a health check whose deadline is later than ours.
+      const got = await beforeDeadline(slot.get(deadline), deadline, () => {});
+      if (got === TIMED_OUT) return rejectAll(timeout());
+      conn = got;
     } catch (err) {
       // Waiting for a turn to connect (many first uses at once) says nothing about the shard.
       if (err === GATE_TIMED_OUT) return rejectAll(timeout());
-      const e = err === TIMED_OUT ? timeout() : new StoreUnavailableError(shard, err);
+      if (err === TIMED_OUT) {
+        // Hung or only slow: checked before it counts as down.
+        const e = timeout();
+        health.suspect(e);
+        return rejectAll(e);
+      }
+      const e = new StoreUnavailableError(shard, err);
       health.markDown(e);
       return rejectAll(e);
     }
@@ -112,7 +122,8 @@ export class BatchWriter {
       if (res === TIMED_OUT) {
         health.lost(id, batch.map((p) => p.msg));
         const e = timeout();
-        health.markDown(e);
+        // Hung or only slow: checked (connect, fence) before it counts as down.
+        health.suspect(e);
         return rejectAll(e);
       }
       if (res.rows.length !== n) {

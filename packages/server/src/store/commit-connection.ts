@@ -54,7 +54,8 @@ export function beforeDeadline<T>(op: Promise<T>, deadline: number, onTimeout: (
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        reject(err instanceof Error ? err : new Error(String(err)));
+        // The store's own markers (TIMED_OUT, GATE_TIMED_OUT) pass as they are.
+        reject(err instanceof Error || typeof err === 'symbol' ? err : new Error(String(err)));
       },
     );
   });
@@ -142,6 +143,8 @@ export interface SlotOptions {
  */
 export class CommitSlot {
   private conn: CommitConnection | null = null;
+  /** the attempt to open a connection, while it runs (shared by concurrent askers) */
+  private opening: Promise<CommitConnection> | null = null;
   /** connections being opened, so close() can abort them */
   private readonly connecting = new Set<CommitConnection>();
   private closed = false;
@@ -161,6 +164,15 @@ export class CommitSlot {
     if (this.conn && !this.conn.dead) return this.conn;
     this.conn = null;
     if (this.closed) throw new Error(`shard ${this.o.shard} is closed`);
+    // One connection at a time: a batch and a health check asking together share the attempt
+    // (whose deadline is the first asker's; later askers bound their own wait).
+    this.opening ??= this.openNew(deadline).finally(() => {
+      this.opening = null;
+    });
+    return this.opening;
+  }
+
+  private async openNew(deadline: number): Promise<CommitConnection> {
     const open = (): Promise<CommitConnection> => {
       // A turn that comes too late to connect in time is no attempt: trying would time out and
       // read as "the shard is down" when only the wait for a turn was long.

@@ -57,8 +57,10 @@ const MIN_WINDOW_MS = 20;
  * converted to the shard's clock, and the shard's own commit trigger refuses to commit after it
  * (BatchWriter). At D the connection is destroyed and the batch rejected: by then the shard has
  * either committed (and its answer was lost, which the fence finds later) or can no longer commit.
- * The shard is then down (ShardHealth): queued and new appends fail at once and a probe runs until
- * the shard answers, fences the lost batches and marks the shard up.
+ * The shard is then checked (ShardHealth: connect and fence within the commit timeout, appends
+ * going on meanwhile, each bounded by its own deadline); if it does not answer it is down: queued
+ * and new appends fail at once and a probe runs until the shard answers, fences the lost batches
+ * and marks the shard up. A refused or broken connection makes it down at once.
  */
 export class GroupCommitter {
   readonly shard: number;

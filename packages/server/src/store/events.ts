@@ -13,6 +13,12 @@ export interface StoreEvents {
   /** The shard answered a probe again after `downMs`. */
   shardUp?(shard: number, downMs: number): void;
   /**
+   * A commit or connection of the shard ran out of time and the shard was checked: `answered`
+   * says whether it connected and fenced the lost batches in time (else it is down now, and
+   * shardDown came first).
+   */
+  shardChecked?(shard: number, answered: boolean): void;
+  /**
    * Messages whose appends were rejected because the batch's answer was lost, and which the
    * shard turned out to have committed (found when it answered again). Their senders got an
    * error; the messages are in history. Expected never to happen: the shard would have to stop
