@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import pg from 'pg';
 import { TIMED_OUT, beforeDeadline } from '../../packages/server/src/store/commit-connection.js';
+import { isConnectTimeout } from '../../packages/server/src/store/commit-sql.js';
 
 /** Blocks the event loop (a stalled process on a busy machine) for `ms`. */
 function stall(ms: number): void {
@@ -60,5 +62,34 @@ describe('beforeDeadline', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe('isConnectTimeout', () => {
+  it("knows node-postgres's connect timeouts (client and pool) from a refused connection", async () => {
+    // A server that accepts TCP connections and never answers the startup message: a hung shard.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const client = new pg.Client({ host: '127.0.0.1', port, user: 'x', database: 'x', connectionTimeoutMillis: 50 });
+      const clientErr = await client.connect().then(() => null, (e: unknown) => e);
+      assert.ok(isConnectTimeout(clientErr), `client: ${String(clientErr)}`);
+      const pool = new pg.Pool({ host: '127.0.0.1', port, user: 'x', database: 'x', connectionTimeoutMillis: 50 });
+      const poolErr = await pool.query('select 1').then(() => null, (e: unknown) => e);
+      await pool.end();
+      assert.ok(isConnectTimeout(poolErr), `pool: ${String(poolErr)}`);
+      assert.ok(isConnectTimeout(new Error('shard 3: schema migration failed', { cause: poolErr })), 'wrapped');
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+    const refused = new pg.Client({ host: '127.0.0.1', port, user: 'x', database: 'x', connectionTimeoutMillis: 1000 });
+    const refusedErr = await refused.connect().then(() => null, (e: unknown) => e);
+    assert.ok(refusedErr instanceof Error && !isConnectTimeout(refusedErr), `refused: ${String(refusedErr)}`);
   });
 });

@@ -4,7 +4,7 @@ import { TIMED_OUT, beforeDeadline } from './commit-connection.js';
 import { GATE_TIMED_OUT } from './connect-gate.js';
 import type { CommitConnection, CommitSlot } from './commit-connection.js';
 import type { Pending } from './commit-queue.js';
-import { APPEND_SQL, DEADLINE_PASSED, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isUnavailableCode, serverAnswer } from './commit-sql.js';
+import { APPEND_SQL, DEADLINE_PASSED, MAX_ATTEMPTS, QUERY_CANCELED, RETRYABLE, isConnectTimeout, isUnavailableCode, serverAnswer } from './commit-sql.js';
 import { StoreTimeoutError, StoreUnavailableError } from './errors.js';
 import { asError } from './events.js';
 import type { BatchListener, StoreLogger } from './events.js';
@@ -60,9 +60,9 @@ export class BatchWriter {
     } catch (err) {
       // Waiting for a turn to connect (many first uses at once) says nothing about the shard.
       if (err === GATE_TIMED_OUT) return rejectAll(timeout());
-      if (err === TIMED_OUT) {
+      if (err === TIMED_OUT || isConnectTimeout(err)) {
         // Hung or only slow: checked before it counts as down.
-        const e = timeout();
+        const e = timeout(err === TIMED_OUT ? undefined : err);
         health.suspect(e);
         return rejectAll(e);
       }
@@ -150,6 +150,12 @@ export class BatchWriter {
     const db = serverAnswer(err);
     const code = db?.code;
     if (code === DEADLINE_PASSED || code === QUERY_CANCELED) return new StoreTimeoutError(shard, timeoutMs, err);
+    if (!db && isConnectTimeout(err)) {
+      // A first use whose migration could not connect in time: hung or only slow, checked.
+      const e = new StoreTimeoutError(shard, timeoutMs, err);
+      this.o.health.suspect(e);
+      return e;
+    }
     if (isUnavailableCode(code) || !db) {
       const e = new StoreUnavailableError(shard, err);
       this.o.health.markDown(e);

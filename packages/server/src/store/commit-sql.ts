@@ -81,6 +81,18 @@ export function isUnavailableCode(code: string | undefined): boolean {
   return code !== undefined && (code.startsWith('08') || code.startsWith('53') || /^57P0[1-5]$/.test(code));
 }
 
+/**
+ * Whether `err` (or a cause) is node-postgres giving up on opening a connection in time
+ * (`connectionTimeoutMillis` of a client or a pool): a shard that is slow to accept connections,
+ * which a hung one also is; not a refusal.
+ */
+export function isConnectTimeout(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (/timeout expired|timeout exceeded when trying to connect|due to connection timeout/.test(e.message)) return true;
+  }
+  return false;
+}
+
 /** The server's answer in `err` or its causes (a migration failure arrives wrapped twice), if any. */
 export function serverAnswer(err: unknown): pg.DatabaseError | undefined {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {

@@ -149,6 +149,14 @@ export class GroupCommitter {
     this.health.markDown(cause);
   }
 
+  /**
+   * A read could not connect in time: the shard may be hung or only slow; it is checked (see
+   * ShardHealth.suspect) and is down only if the check fails.
+   */
+  suspect(cause: Error): void {
+    this.health.suspect(cause);
+  }
+
   /** messages waiting for a batch (not counting the one in flight) */
   get pending(): number {
     return this.queue.length;

@@ -19,7 +19,7 @@ import {
 } from './history-sql.js';
 import type { MessageRow, SqlQuery } from './history-sql.js';
 import { migrate } from './migrations.js';
-import { serverAnswer } from './commit-sql.js';
+import { isConnectTimeout, serverAnswer } from './commit-sql.js';
 import type {
   AppendResult,
   NewMessage,
@@ -258,18 +258,29 @@ export class PgShard {
     } catch (err) {
       // First use of a shard that does not answer: the same error as a read would give.
       if (serverAnswer(err) || err instanceof StoreTimeoutError) throw err;
-      this.committer.markDown(err as Error);
-      throw new StoreUnavailableError(this.info.id, err);
+      throw this.unanswered(err);
     }
     try {
       return (await this.pool.query<T>(q.text, q.values)).rows;
     } catch (err) {
-      // No answer from the server (refused, broken, timed out): say so in the store's terms, and
-      // treat the shard as down until a probe gets an answer.
       if (err instanceof pg.DatabaseError) throw err;
-      this.committer.markDown(err as Error);
-      throw new StoreUnavailableError(this.info.id, err);
+      throw this.unanswered(err);
     }
+  }
+
+  /**
+   * No answer from the server, in the store's terms. Refused or broken: the shard is down until a
+   * probe gets an answer. Not connected in time: hung or only slow (many first uses on a busy
+   * machine), so it is checked before it counts as down, and this read is out of time.
+   */
+  private unanswered(err: unknown): Error {
+    if (isConnectTimeout(err)) {
+      const e = new StoreTimeoutError(this.info.id, this.readTimeoutMs, err);
+      this.committer.suspect(e);
+      return e;
+    }
+    this.committer.markDown(err as Error);
+    return new StoreUnavailableError(this.info.id, err);
   }
 
   private async messages(q: SqlQuery): Promise<StoredMessage[]> {
