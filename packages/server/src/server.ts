@@ -260,7 +260,8 @@ export class ParleyServer {
     try {
       const [known, live] = await Promise.all([this.state.knownInstances(), this.registry.liveInstances()]);
       const alive = new Set(live.map((r) => r.id));
-      for (const id of known) if (!alive.has(id) && id !== this.id) this.reap(id);
+      // One whose registration lapsed less than a lease ago may still come back (see EtcdRegistry).
+      for (const id of known) if (!alive.has(id) && id !== this.id && !this.registry.lapsed(id)) this.reap(id);
       await this.node.reconcileUsers();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'reconcile failed');

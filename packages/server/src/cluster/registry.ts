@@ -179,6 +179,11 @@ export class EtcdRegistry {
     this.gone.set(id, timer);
   }
 
+  /** The instance's registration disappeared less than a lease ago: not taken for gone yet. */
+  lapsed(id: string): boolean {
+    return this.gone.has(id);
+  }
+
   private cancelGone(id: string): void {
     const timer = this.gone.get(id);
     if (!timer) return;
