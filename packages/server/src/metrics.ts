@@ -1,18 +1,44 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * A counter bumped once or more per line, message or delivery: the hot path adds to a plain
+ * number, handed to prom-client when the registry is read (a scrape, `get()`), so a message costs
+ * no prom-client call (which hashes the empty label set and looks the series up each time).
+ */
+export class HotCounter {
+  private pending = 0;
+
+  constructor(cfg: { name: string; help: string; registers: Registry[] }) {
+    const self = this;
+    new Counter({
+      ...cfg,
+      collect(this: Counter) {
+        if (self.pending > 0) {
+          this.inc(self.pending);
+          self.pending = 0;
+        }
+      },
+    });
+  }
+
+  inc(n = 1): void {
+    this.pending += n;
+  }
+}
+
 /** The instance's Prometheus metrics, in a registry of its own (several instances may share a process in tests). */
 export class Metrics {
   readonly registry = new Registry();
   readonly connections = new Gauge({ name: 'parley_connections', help: 'Open client connections', labelNames: ['transport'] as const, registers: [this.registry] });
   readonly users = new Gauge({ name: 'parley_registered_users', help: 'Registered (welcomed) local users', registers: [this.registry] });
   readonly localRooms = new Gauge({ name: 'parley_local_rooms', help: 'Channels with at least one local member', registers: [this.registry] });
-  readonly linesIn = new Counter({ name: 'parley_lines_in_total', help: 'IRC lines received from clients', registers: [this.registry] });
+  readonly linesIn = new HotCounter({ name: 'parley_lines_in_total', help: 'IRC lines received from clients', registers: [this.registry] });
   readonly messagesIn = new Counter({ name: 'parley_messages_in_total', help: 'PRIVMSG/NOTICE accepted from local clients', labelNames: ['kind'] as const, registers: [this.registry] });
-  readonly messagesStored = new Counter({ name: 'parley_messages_stored_total', help: 'Messages made durable by this instance', registers: [this.registry] });
+  readonly messagesStored = new HotCounter({ name: 'parley_messages_stored_total', help: 'Messages made durable by this instance', registers: [this.registry] });
   readonly messagesRefused = new Counter({ name: 'parley_messages_refused_total', help: 'Messages refused before storing (admission: a QoS limit or the store backlog)', labelNames: ['code'] as const, registers: [this.registry] });
   readonly messagesFailed = new Counter({ name: 'parley_messages_failed_total', help: 'Messages refused because they could not be stored', registers: [this.registry] });
-  readonly linesOut = new Counter({ name: 'parley_lines_out_total', help: 'IRC lines written to clients', registers: [this.registry] });
-  readonly deliveries = new Counter({ name: 'parley_deliveries_total', help: 'Messages delivered to local recipients (one per recipient)', registers: [this.registry] });
+  readonly linesOut = new HotCounter({ name: 'parley_lines_out_total', help: 'IRC lines written to clients', registers: [this.registry] });
+  readonly deliveries = new HotCounter({ name: 'parley_deliveries_total', help: 'Messages delivered to local recipients (one per recipient)', registers: [this.registry] });
   readonly persistBatchSize = new Histogram({
     name: 'parley_persist_batch_size', help: 'Messages per group commit', registers: [this.registry],
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
@@ -27,8 +53,8 @@ export class Metrics {
   });
   readonly protocolErrors = new Counter({ name: 'parley_protocol_errors_total', help: 'Lines refused (malformed, too long, bad UTF-8)', labelNames: ['code'] as const, registers: [this.registry] });
   readonly disconnects = new Counter({ name: 'parley_disconnects_total', help: 'Connections closed by the server', labelNames: ['reason'] as const, registers: [this.registry] });
-  readonly brokerIn = new Counter({ name: 'parley_broker_messages_in_total', help: 'Envelopes received from other instances', registers: [this.registry] });
-  readonly brokerOut = new Counter({ name: 'parley_broker_messages_out_total', help: 'Envelopes published to other instances', registers: [this.registry] });
+  readonly brokerIn = new HotCounter({ name: 'parley_broker_messages_in_total', help: 'Envelopes received from other instances', registers: [this.registry] });
+  readonly brokerOut = new HotCounter({ name: 'parley_broker_messages_out_total', help: 'Envelopes published to other instances', registers: [this.registry] });
   readonly busUp = new Gauge({ name: 'parley_bus_up', help: '1 while the broker (Redis pub/sub) is connected', registers: [this.registry] });
   readonly busErrors = new Counter({ name: 'parley_bus_errors_total', help: 'Broker calls that failed and payloads that could not be decoded or handled', registers: [this.registry] });
   readonly busSkipped = new Counter({ name: 'parley_bus_skipped_total', help: 'Stored room messages not published because no other instance has members of the room', registers: [this.registry] });
