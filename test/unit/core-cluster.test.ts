@@ -22,6 +22,21 @@ const metric = async (c: TestCluster, i: number, name: string): Promise<number> 
   return [...text.matchAll(/^\S+ (\d+(?:\.\d+)?)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 };
 
+/** The first bus payload that contains `text` never arrives anywhere; `count` says whether it came. */
+function dropFirstPayloadWith(cl: TestCluster, text: string): { count: number } {
+  const hub = cl.hub as unknown as { take: (t: string, p: string) => void };
+  const take = hub.take.bind(cl.hub);
+  const lost = { count: 0 };
+  hub.take = (topic, payload) => {
+    if (lost.count === 0 && payload.includes(text)) {
+      lost.count++;
+      return;
+    }
+    take(topic, payload);
+  };
+  return lost;
+}
+
 describe('the bus', () => {
   it('publishes a stored message only when another instance has members of the room', async () => {
     const cl = (cluster = await TestCluster.start(2));
@@ -73,21 +88,12 @@ describe('the bus', () => {
     await a.cmd('JOIN #gap');
     await b.cmd('JOIN #gap');
     // The payload of the next tick is lost on its way (as if the publisher died after its commit).
-    const hub = cl.hub as unknown as { take: (t: string, p: string) => void };
-    const take = hub.take.bind(cl.hub);
-    let lost = 0;
-    hub.take = (topic, payload) => {
-      if (lost === 0 && payload.includes('lost one')) {
-        lost++;
-        return;
-      }
-      take(topic, payload);
-    };
+    const lost = dropFirstPayloadWith(cl, 'lost one');
     await a.cmd('PRIVMSG #gap :lost one');
     await a.cmd('PRIVMSG #gap :next one');
     await a.cmd('PRIVMSG #gap :third one');
     await b.seen((m) => text(m) === 'third one', 3000);
-    assert.equal(lost, 1);
+    assert.equal(lost.count, 1);
     assert.deepEqual(privmsgs(b), ['lost one', 'next one', 'third one']);
     assert.ok((await metric(cl, 1, 'parley_gap_fills_total')) >= 1);
   });
@@ -98,16 +104,7 @@ describe('the bus', () => {
     const b = await cl.client(1, 'lb');
     await a.cmd('JOIN #late');
     await b.cmd('JOIN #late');
-    const hub = cl.hub as unknown as { take: (t: string, p: string) => void };
-    const take = hub.take.bind(cl.hub);
-    let lost = 0;
-    hub.take = (topic, payload) => {
-      if (lost === 0 && payload.includes('lost one')) {
-        lost++;
-        return;
-      }
-      take(topic, payload);
-    };
+    const lost = dropFirstPayloadWith(cl, 'lost one');
     // The first read of the gap fails, as a read of a shard that is down does.
     const store = cl.store as unknown as { after: (...args: unknown[]) => Promise<unknown> };
     const after = store.after.bind(cl.store);
@@ -125,7 +122,7 @@ describe('the bus', () => {
     await new Promise<void>((resolve) => setImmediate(resolve));
     await a.cmd('PRIVMSG #late :third one');
     await b.seen((m) => text(m) === 'third one', 3000);
-    assert.equal(lost, 1);
+    assert.equal(lost.count, 1);
     assert.equal(failedReads, 1);
     const early = privmsgs(b);
     assert.equal(early[early.length - 1], 'third one', 'what was held goes out without waiting for the retry');
