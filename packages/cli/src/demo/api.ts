@@ -3,6 +3,7 @@
  * with counters, the configuration. Each failure is a DemoError with one line.
  */
 import type { QosClass, QosCounts } from '@parley/contracts';
+import { restCall, type RestAnswer } from '../rest.js';
 
 export class DemoError extends Error {}
 
@@ -25,39 +26,17 @@ export class DemoApi {
    * apart): an instance busy with a thousand shards may miss its readiness check for a moment and
    * the front door then answers 503.
    */
-  private async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    for (let attempt = 0; ; attempt++) {
-      const retry = method === 'GET' && attempt < 4;
-      try {
-        const r = await this.once(method, route, body);
-        if (r.status < 500 || !retry) return r;
-      } catch (err) {
-        if (!retry) throw err;
-      }
-      await new Promise((res) => setTimeout(res, 1_000));
-    }
-  }
-
-  private async once(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    let res: Response;
+  private async call(method: string, route: string, body?: unknown): Promise<RestAnswer> {
     try {
-      res = await fetch(`${this.base}${route}`, {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(30_000),
+      return await restCall(this.base, this.token, method, route, body, {
+        attempts: method === 'GET' ? 5 : 1,
+        pauseMs: () => 1_000,
+        timeoutMs: 30_000,
+        retryStatus: (status) => status >= 500,
       });
     } catch (err) {
       throw new DemoError(`the REST API at ${this.base} does not answer ${method} ${route} (${(err as Error).message})`);
     }
-    const text = await res.text();
-    let json: unknown = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // not JSON: reported with the status
-    }
-    return { status: res.status, json };
   }
 
   private check(what: string, r: { status: number; json: unknown }, ok: number[]): unknown {

@@ -17,6 +17,7 @@ import cliProgress from 'cli-progress';
 import { QosClassNameSchema, type HostPlan, type ShardPlan } from '@parley/contracts';
 import { Limiter, readStatus, SHARD_ROLE, type AgentStatus, type ProcessStatus } from '@parley/agent';
 import { LabError, etcdClient, fmtDuration, openLab, readPlan, updatePlan, type Lab } from '../lab/common.js';
+import { restCall, type RestAnswer } from '../rest.js';
 import { classOf, readQosFrom, type QosFrom } from './qos-from.js';
 
 const execFileP = promisify(execFile);
@@ -401,33 +402,17 @@ class AdminApi {
    * or a 502/503 from the front door (an instance restarting under the load of a thousand new
    * shards) is tried again, up to 4 times with a growing pause, before it is reported.
    */
-  private async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-    let res: Response | undefined;
-    let lastError: Error | undefined;
-    for (let attempt = 0; attempt < 4; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
-      try {
-        res = await fetch(`${this.base}${route}`, {
-          method,
-          headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(10_000),
-        });
-        if (res.status !== 502 && res.status !== 503) break;
-      } catch (err) {
-        lastError = err as Error;
-        res = undefined;
-      }
-    }
-    if (!res) throw new LabError(`the REST API at ${this.base} does not answer (${lastError?.message ?? 'no answer'}); is the cluster up (parley status)?`);
-    const text = await res.text();
-    let json: unknown = null;
+  private async call(method: string, route: string, body?: unknown): Promise<RestAnswer> {
     try {
-      json = JSON.parse(text);
-    } catch {
-      // not JSON: reported below with the status
+      return await restCall(this.base, this.token, method, route, body, {
+        attempts: 4,
+        pauseMs: (attempt) => 250 * 2 ** attempt,
+        timeoutMs: 10_000,
+        retryStatus: (status) => status === 502 || status === 503,
+      });
+    } catch (err) {
+      throw new LabError(`the REST API at ${this.base} does not answer (${(err as Error).message}); is the cluster up (parley status)?`);
     }
-    return { status: res.status, json };
   }
 
   private fail(what: string, r: { status: number; json: unknown }): never {
